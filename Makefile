@@ -1,0 +1,81 @@
+# Breast-ultrasound classifier: train, serve, deploy. `make help` lists the targets.
+# Research use only; not a medical device.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The serving-only venv: exactly lambda_src/requirements.txt (what the Lambda image has).
+SERVE_VENV ?= .venv-serve
+SERVE_PY := $(SERVE_VENV)/bin/python
+
+DATA ?= ../shared/data/busi
+WEIGHTS ?= ../shared/weights/mobilenet_v2_1.0_224_imagenet_notop_from_coral_ptq.weights.h5
+MODEL_DIR ?= lambda_src/model
+REPORT_DIR ?= reports
+EVAL_OUT ?= reports/eval
+PORT ?= 8080
+TRAIN_ARGS ?=
+
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: help install demo test serve train evaluate audit synth deploy destroy bench lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt lambda_src/requirements.txt pyproject.toml package.json
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	npm ci --no-audit --no-fund --silent
+	touch $@
+
+$(SERVE_VENV)/.installed: lambda_src/requirements.txt
+	$(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_PY) -m pip install --quiet --upgrade pip
+	$(SERVE_PY) -m pip install --quiet -r lambda_src/requirements.txt
+	touch $@
+
+install: $(VENV)/.installed ## create .venv with everything to train, synth and test (+ the pinned CDK CLI)
+
+demo: $(SERVE_VENV)/.installed ## start the local API on the bundled model and classify examples/ over HTTP
+	PYTHONPATH=lambda_src $(SERVE_PY) -m classifier.demo --model $(MODEL_DIR) --examples examples
+
+test: $(VENV)/.installed ## run the whole test suite
+	$(PY) -m pytest
+
+serve: $(SERVE_VENV)/.installed ## local API on 127.0.0.1:$(PORT), same events as API Gateway
+	PYTHONPATH=lambda_src $(SERVE_PY) -m classifier.local_api --model $(MODEL_DIR) --port $(PORT)
+
+train: $(VENV)/.installed ## train on DATA (BUSI layout) with WEIGHTS; writes $(MODEL_DIR) and $(REPORT_DIR)
+	$(PY) -m model_training train --data "$(DATA)" --weights "$(WEIGHTS)" --out $(MODEL_DIR) --report $(REPORT_DIR) $(TRAIN_ARGS)
+
+evaluate: $(VENV)/.installed ## evaluate the served model on a labelled folder DATA; writes $(EVAL_OUT)
+	$(PY) -m model_training evaluate --model $(MODEL_DIR) --data "$(DATA)" --out $(EVAL_OUT)
+
+audit: $(VENV)/.installed ## duplicate/conflict audit of DATA
+	$(PY) -m model_training audit "$(DATA)" --out $(REPORT_DIR)/audit.json
+
+synth: $(VENV)/.installed ## cdk synth with the pinned CLI (offline, no Docker needed)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk synth --quiet
+
+deploy: $(VENV)/.installed ## cdk deploy (needs Docker with buildx and AWS credentials)
+	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "make deploy needs a running Docker engine (with buildx) to build the Lambda image." >&2; exit 1; }
+	@aws sts get-caller-identity >/dev/null 2>&1 || { echo "make deploy needs AWS credentials (aws configure, AWS_PROFILE or AWS_ACCESS_KEY_ID) and the aws CLI." >&2; exit 1; }
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk deploy --require-approval never
+
+destroy: $(VENV)/.installed ## delete the stack (and, with removal policy destroy, the repository)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk destroy --force
+
+bench: $(VENV)/.installed ## benchmarks; writes bench/results.json and bench/results.md
+	$(PY) -m bench
+
+lint: $(VENV)/.installed ## hadolint on the Dockerfile, cfn-lint on the synthesized template
+	$(VENV)/bin/hadolint lambda_src/Dockerfile
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk synth --quiet && $(VENV)/bin/cfn-lint cdk.out/*.template.json
+
+clean: ## remove build outputs (keeps the venvs and the bundled model)
+	rm -rf cdk.out .pytest_cache

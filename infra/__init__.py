@@ -1,0 +1,1 @@
+"""AWS CDK constructs and stack for the classifier API."""

@@ -1,0 +1,1 @@
+"""Breast-ultrasound classifier serving code (LiteRT). Research use only, not a medical device."""

@@ -1,0 +1,82 @@
+"""LiteRT inference: load model.tflite once, verify it against model.json, predict probabilities."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+
+from .errors import ModelLoadError
+from .model_card import MODEL_FILE, ModelCard
+from .preprocessing import preprocess
+
+
+class Engine:
+    """One LiteRT interpreter plus its card.
+
+    The interpreter is not thread-safe, so ``predict_array`` holds a lock:
+    concurrent callers (the local API's threads) are serialised, never mixed.
+    """
+
+    def __init__(self, model_dir: Path | str, *, num_threads: int = 1, verify_sha256: bool = True):
+        self.model_dir = Path(model_dir)
+        self.card = ModelCard.load(self.model_dir, verify_sha256=verify_sha256)
+        try:
+            self._interpreter = Interpreter(
+                model_path=str(self.model_dir / MODEL_FILE), num_threads=num_threads
+            )
+            self._interpreter.allocate_tensors()
+        except Exception as exc:  # LiteRT raises ValueError/RuntimeError on a bad flatbuffer
+            raise ModelLoadError(f"LiteRT could not load {self.model_dir / MODEL_FILE}: {exc}") from exc
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        self._lock = threading.Lock()
+        self._check_signature()
+
+    def _check_signature(self) -> None:
+        size, n_labels = self.card.input_size, len(self.card.labels)
+        shape = tuple(int(d) for d in self._input["shape"])
+        if shape[1:] != (size, size, 3):
+            raise ModelLoadError(f"model input shape {shape} does not match model.json input_size {size}")
+        if int(self._output["shape"][-1]) != n_labels:
+            raise ModelLoadError(
+                f"model has {int(self._output['shape'][-1])} outputs but model.json lists {n_labels} labels"
+            )
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.card.labels)
+
+    def _quantize(self, batch: np.ndarray) -> np.ndarray:
+        dtype = self._input["dtype"]
+        if dtype == np.float32:
+            return batch.astype(np.float32, copy=False)
+        scale, zero = self._input["quantization"]
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(batch / scale + zero), info.min, info.max).astype(dtype)
+
+    def _dequantize(self, raw: np.ndarray) -> np.ndarray:
+        if raw.dtype == np.float32:
+            return raw
+        scale, zero = self._output["quantization"]
+        return (raw.astype(np.float32) - zero) * scale
+
+    def predict_array(self, image: np.ndarray) -> np.ndarray:
+        """(H, W, 3) float32 in [0, 255] -> probabilities in label order, summing to 1."""
+        batch = self._quantize(image[np.newaxis, ...])
+        with self._lock:
+            self._interpreter.set_tensor(self._input["index"], batch)
+            self._interpreter.invoke()
+            raw = self._interpreter.get_tensor(self._output["index"])[0].copy()
+        probs = np.clip(self._dequantize(raw).astype(np.float64), 0.0, None)
+        total = probs.sum()
+        if not np.isfinite(total) or total <= 0:
+            raise RuntimeError("model returned no usable probabilities")
+        return probs / total
+
+    def predict_bytes(self, data: bytes) -> dict[str, float]:
+        """Image bytes -> {label: probability}. Raises a ClientError for bad images."""
+        probs = self.predict_array(preprocess(data, self.card.input_size))
+        return {label: float(p) for label, p in zip(self.card.labels, probs)}

@@ -1,0 +1,63 @@
+"""Errors a client can cause, each with its HTTP status and stable error code, in one table."""
+
+from __future__ import annotations
+
+
+class ClientError(Exception):
+    """An error caused by the request. Subclasses set ``status`` and ``code``."""
+
+    status: int = 400
+    code: str = "bad_request"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class MalformedBody(ClientError):
+    status, code = 400, "malformed_body"
+
+
+class InvalidBase64(ClientError):
+    status, code = 400, "invalid_base64"
+
+
+class NotAnImage(ClientError):
+    status, code = 400, "not_an_image"
+
+
+class CorruptImage(ClientError):
+    status, code = 400, "corrupt_image"
+
+
+class NotFound(ClientError):
+    status, code = 404, "not_found"
+
+
+class MethodNotAllowed(ClientError):
+    status, code = 405, "method_not_allowed"
+
+
+class PayloadTooLarge(ClientError):
+    status, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(ClientError):
+    status, code = 415, "unsupported_media_type"
+
+
+class ImageTooSmall(ClientError):
+    status, code = 422, "image_too_small"
+
+
+class BadImageDimensions(ClientError):
+    """Absurd aspect ratio or more pixels than the decompression-bomb limit."""
+
+    status, code = 422, "bad_image_dimensions"
+
+
+class ModelLoadError(RuntimeError):
+    """The bundled model is missing, corrupt or does not match this code: an operator error, not a client one."""

@@ -1,0 +1,1 @@
+"""Training pipeline: BUSI folder -> calibrated, evaluated .tflite + model card."""
