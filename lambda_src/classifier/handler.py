@@ -1,0 +1,293 @@
+"""Lambda entry point (``classifier.handler.lambda_handler``): routes REST proxy events, shapes JSON responses.
+
+POST /predict -> {"label", "probabilities", "model", "disclaimer"}; GET /health ->
+status and model metadata. Every error is {"error": {"code", "message", "request_id"}}.
+The model is loaded once per container; in Lambda that happens during the init
+phase (which runs at full CPU), elsewhere on the first request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from .engine import Engine
+from .errors import ClientError, MethodNotAllowed, ModelLoadError, NotFound
+from .lambda_context import LocalContext
+from .model_card import DISCLAIMER
+from .request_body import extract_image
+from .settings import Settings, SettingsError
+
+#: path -> the methods it serves; anything else on a known path is a 405.
+ROUTES = {"/predict": ("POST",), "/health": ("GET",)}
+JSON_HEADERS = {"Cache-Control": "no-store"}
+
+
+class ServiceUnavailable(Exception):
+    """The service cannot answer (model failed to load, bad settings): a 503, never the client's fault."""
+
+    status = 503
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class Service:
+    """One configured classifier service; calling it is a Lambda handler.
+
+    Powertools keeps per-request state in class attributes (the resolver's
+    current event, the metric buffer), and Lambda never invokes one container
+    concurrently, so concurrent in-process callers (the local API's threads)
+    are serialised here, as Lambda would. The engine has its own lock too.
+    """
+
+    def __init__(self, settings: Settings, *, settings_error: str | None = None):
+        self.settings = settings
+        self._settings_error = settings_error
+        self.logger = Logger(service=settings.service_name, level=settings.log_level)
+        self.metrics = Metrics(service=settings.service_name, namespace=settings.metrics_namespace)
+        self.app = APIGatewayRestResolver(debug=False)  # debug would print whole events, image bytes included
+        self._engine: Engine | None = None
+        self._engine_error: str | None = None
+        self._load_lock = threading.Lock()
+        self._invoke_lock = threading.Lock()
+        self._label: str | None = None
+        self._routes()
+        self._handle = self._wrap(self._invoke)
+
+    # -- engine -------------------------------------------------------------
+    def engine(self) -> Engine:
+        """The loaded engine; raises ServiceUnavailable if it cannot be loaded.
+
+        A failure is remembered: the image is immutable, so retrying on every
+        request would only repeat the same error more slowly.
+        """
+        if self._settings_error:
+            raise ServiceUnavailable("service_misconfigured", "the service is misconfigured; see its logs")
+        if self._engine is None and self._engine_error is None:
+            with self._load_lock:
+                if self._engine is None and self._engine_error is None:
+                    self._load_engine()
+        if self._engine is None:
+            raise ServiceUnavailable("model_unavailable", "the model could not be loaded; see the service's logs")
+        return self._engine
+
+    def _load_engine(self) -> None:
+        start = time.perf_counter()
+        try:
+            self._engine = Engine(self.settings.model_dir, num_threads=self.settings.num_threads)
+        except ModelLoadError as exc:
+            self._engine_error = str(exc)
+            self.logger.error("model load failed", extra={"reason": str(exc)})
+            return
+        except Exception as exc:  # anything else from LiteRT/numpy must not crash-loop the container
+            self._engine_error = f"{type(exc).__name__}: {exc}"
+            self.logger.exception("model load failed unexpectedly")
+            return
+        card = self._engine.card
+        self.logger.info(
+            "model loaded",
+            extra={"model": card.name, "version": card.version, "load_ms": _ms_since(start),
+                   "num_threads": self.settings.num_threads},
+        )
+
+    @property
+    def load_error(self) -> str | None:
+        """Why the engine could not be loaded (for operators and CLIs; never sent to clients)."""
+        return self._settings_error or self._engine_error
+
+    # -- routes -------------------------------------------------------------
+    def _routes(self) -> None:
+        app = self.app
+
+        @app.post("/predict")
+        def predict() -> Response:
+            engine = self.engine()
+            data = extract_image(app.current_event.raw_event, max_bytes=self.settings.max_body_bytes)
+            start = time.perf_counter()
+            probabilities = engine.predict_bytes(data)
+            model_ms = _ms_since(start)
+            label = max(probabilities, key=probabilities.__getitem__)
+            self._label = label
+            if self.settings.metrics_enabled:
+                self.metrics.add_metric(name="ModelLatency", unit=MetricUnit.Milliseconds, value=model_ms)
+                with single_metric(name="Predictions", unit=MetricUnit.Count, value=1,
+                                   namespace=self.settings.metrics_namespace,
+                                   default_dimensions={"service": self.settings.service_name}) as metric:
+                    metric.add_dimension(name="label", value=label)
+            self.logger.append_keys(model_ms=model_ms, image_bytes=len(data))
+            card = engine.card
+            return _json(200, {
+                "label": label,
+                "probabilities": probabilities,
+                "model": {"name": card.name, "version": card.version},
+                "disclaimer": card.disclaimer or DISCLAIMER,
+            })
+
+        @app.get("/health")
+        def health() -> Response:
+            card = self.engine().card
+            return _json(200, {
+                "status": "ok",
+                "model": {
+                    "name": card.name, "version": card.version, "labels": list(card.labels),
+                    "input_size": card.input_size, "input_dtype": card.input_dtype,
+                    "preprocessing_id": card.preprocessing_id, "tflite_sha256": card.tflite_sha256,
+                    "backbone": card.backbone, "created_at": card.created_at,
+                },
+                "disclaimer": card.disclaimer or DISCLAIMER,
+            })
+
+        @app.not_found
+        def not_found(_exc: Exception) -> Response:
+            path = app.current_event.path
+            allowed = ROUTES.get(path)
+            if allowed:
+                error = MethodNotAllowed(f"{app.current_event.http_method} is not allowed on {path}; use {', '.join(allowed)}")
+                return self._error(error.status, error.code, error.message, {"Allow": ", ".join(allowed)})
+            error = NotFound(f"no route {path}; the routes are {', '.join(f'{m[0]} {p}' for p, m in ROUTES.items())}")
+            return self._error(error.status, error.code, error.message)
+
+        @app.exception_handler(ClientError)
+        def client_error(exc: ClientError) -> Response:
+            self.logger.append_keys(error_code=exc.code)
+            return self._error(exc.status, exc.code, exc.message)
+
+        @app.exception_handler(ServiceUnavailable)
+        def unavailable(exc: ServiceUnavailable) -> Response:
+            self.logger.append_keys(error_code=exc.code)
+            return self._error(exc.status, exc.code, exc.message)
+
+        @app.exception_handler(Exception)
+        def unexpected(exc: Exception) -> Response:
+            self.logger.exception("unexpected error")
+            return self._internal_error()
+
+    def _request_id(self) -> str:
+        try:
+            rid = (self.app.current_event.raw_event.get("requestContext") or {}).get("requestId")
+        except Exception:
+            rid = None
+        return str(rid or self._context_request_id)
+
+    def _error(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> Response:
+        body = {"error": {"code": code, "message": message, "request_id": self._request_id()}}
+        return _json(status, body, headers)
+
+    def _internal_error(self) -> Response:
+        return _json(500, _fallback_500(self._request_id()))
+
+    # -- invocation ---------------------------------------------------------
+    def _wrap(self, func: Callable) -> Callable:
+        func = self.logger.inject_lambda_context(
+            func, log_event=False, correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True
+        )
+        if self.settings.metrics_enabled:
+            func = self.metrics.log_metrics(func, capture_cold_start_metric=True)
+        return func
+
+    def _invoke(self, event: Mapping[str, Any], context: Any) -> dict:
+        start = time.perf_counter()
+        self._label = None
+        try:
+            response = self.app.resolve(event, context)
+        except Exception:  # an event the resolver cannot even read
+            self.logger.exception("unexpected error outside the routes")
+            response = _raw_json(500, _fallback_500(self._context_request_id))
+        status = int(response.get("statusCode", 500))
+        latency_ms = _ms_since(start)
+        if self.settings.metrics_enabled:
+            self.metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=latency_ms)
+            self.metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
+            if status >= 400:
+                name = "ServerErrors" if status >= 500 else "ClientErrors"
+                self.metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+        # Method, path, status, latency, label: never the body.
+        self.logger.info(
+            "request",
+            extra={"method": event.get("httpMethod"), "path": event.get("path"), "status": status,
+                   "latency_ms": latency_ms, "label": self._label},
+        )
+        return response
+
+    def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict:
+        context = context if context is not None else LocalContext()
+        with self._invoke_lock:
+            self._context_request_id = getattr(context, "aws_request_id", "unknown")
+            try:
+                return self._handle(event, context)
+            except Exception:  # a fault in logging/metrics themselves: still no stack trace to the client
+                self.logger.exception("unexpected error in the handler wrapper")
+                return _raw_json(500, _fallback_500(self._context_request_id))
+
+    def warm(self) -> None:
+        """Load the model now (Lambda's init phase) instead of on the first request."""
+        if not self._settings_error:
+            try:
+                self.engine()
+            except ServiceUnavailable:
+                pass  # remembered; each request answers 503 with the reason in the logs
+
+
+def _fallback_500(request_id: str) -> dict:
+    message = f"unexpected server error; quote request id {request_id} when reporting it"
+    return {"error": {"code": "internal_error", "message": message, "request_id": request_id}}
+
+
+def _json(status: int, body: dict, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(status_code=status, content_type="application/json", body=json.dumps(body),
+                    headers={**JSON_HEADERS, **(headers or {})})
+
+
+def _raw_json(status: int, body: dict) -> dict:
+    return {"statusCode": status, "headers": {"Content-Type": "application/json", **JSON_HEADERS},
+            "body": json.dumps(body), "isBase64Encoded": False}
+
+
+def _ms_since(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000.0, 3)
+
+
+def create_service(settings: Settings | None = None) -> Service:
+    """A Service from explicit settings, or from the environment (the edge) when none are given."""
+    if settings is not None:
+        return Service(settings)
+    try:
+        return Service(Settings.from_env())
+    except SettingsError as exc:
+        # Start anyway and answer 503: a crash at import would make Lambda retry the init forever.
+        service = Service(Settings(), settings_error=str(exc))
+        service.logger.error("invalid settings", extra={"reason": str(exc)})
+        return service
+
+
+_service: Service | None = None
+_service_lock = threading.Lock()
+
+
+def default_service() -> Service:
+    """The process's Service, built from the environment once."""
+    global _service
+    if _service is None:
+        with _service_lock:
+            if _service is None:
+                _service = create_service()
+    return _service
+
+
+def lambda_handler(event: Mapping[str, Any], context: Any) -> dict:
+    return default_service()(event, context)
+
+
+if os.environ.get("AWS_LAMBDA_RUNTIME_API"):  # inside Lambda (or its emulator): load during init
+    default_service().warm()

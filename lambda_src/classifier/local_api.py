@@ -1,0 +1,313 @@
+"""Local HTTP API on 127.0.0.1: each request becomes the REST proxy event API Gateway sends, answered by the handler.
+
+    python -m classifier.local_api --model lambda_src/model --port 8080
+
+Bodies with a binary media type (``request_body.BINARY_MEDIA_TYPES``, the same
+list the deployed API declares) are base64-encoded into the event, exactly as
+API Gateway does, so ``curl --data-binary @us.png`` behaves as it will in AWS.
+From Python: ``start_server(service, port=0)`` returns a running server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import dataclasses
+import json
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from .errors import PayloadTooLarge
+from .lambda_context import LocalContext
+from .request_body import BINARY_MEDIA_TYPES, parse_content_type
+
+Handler = Callable[[Mapping[str, Any], Any], dict]
+STAGE = "local"
+#: Seconds a connection may sit idle mid-request before it is dropped (slow clients cannot pin threads).
+SOCKET_TIMEOUT_S = 30
+
+
+class LocalApiServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], handler: Handler, *, max_body_bytes: int, quiet: bool = False):
+        super().__init__(address, _RequestHandler)
+        self.lambda_handler = handler
+        self.max_body_bytes = max_body_bytes
+        self.quiet = quiet
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    server: LocalApiServer
+    protocol_version = "HTTP/1.1"
+    timeout = SOCKET_TIMEOUT_S
+    server_version = "busi-classifier-local"
+    # http.server's own errors (bad request line, oversized headers) in the API's JSON shape.
+    error_content_type = "application/json"
+    error_message_format = '{"error": {"code": "bad_request", "message": "%(message)s (HTTP %(code)d)"}}'
+
+    def handle_expect_100(self) -> bool:
+        # Refuse an oversized body before the client sends it (curl asks first above 1 MB).
+        length = self.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > self.server.max_body_bytes:
+            self.close_connection = True
+            self._send_early(_too_large(self.server.max_body_bytes))
+            return False
+        return super().handle_expect_100()
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = do_GET
+
+    def _serve(self) -> None:
+        request_id = str(uuid.uuid4())
+        try:
+            body = self._read_body()
+        except _EarlyResponse as early:
+            self.close_connection = True  # the unread body makes the connection unusable
+            self._drain()
+            self._send_early(early)
+            return
+        except (OSError, ValueError):
+            self.close_connection = True
+            return  # the client went away or sent garbage mid-body; nobody to answer
+        event = self._event(body, request_id)
+        try:
+            response = self.server.lambda_handler(event, LocalContext(aws_request_id=request_id))
+            status, headers, payload = _decode_response(response)
+        except Exception as exc:  # the handler never raises; if it does, answer like API Gateway would
+            self.log_error("handler raised %s", type(exc).__name__)
+            status, headers = 502, {"Content-Type": "application/json"}
+            payload = json.dumps({"error": {"code": "bad_gateway", "message": "the handler failed",
+                                            "request_id": request_id}}).encode()
+        self._send(status, headers, payload)
+
+    def _send_early(self, early: "_EarlyResponse") -> None:
+        self._send(early.status, {"Content-Type": "application/json"}, json.dumps(early.body).encode())
+
+    def _drain(self) -> None:
+        """Read and drop a refused body of sane size, so the client sees our 413 rather than a reset."""
+        length = self.headers.get("Content-Length", "")
+        left = int(length) if length.isdigit() else 0
+        if left > 4 * self.server.max_body_bytes:
+            return
+        try:
+            while left > 0:
+                chunk = self.rfile.read(min(left, 1 << 16))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except OSError:
+            pass
+
+    def _read_body(self) -> bytes:
+        limit = self.server.max_body_bytes
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            return self._read_chunked(limit)
+        raw_length = self.headers.get("Content-Length")
+        if raw_length is None:
+            return b""
+        try:
+            length = int(raw_length)
+            if length < 0:
+                raise ValueError
+        except ValueError:
+            raise _EarlyResponse(400, "bad_request", f"Content-Length {raw_length[:40]!r} is not a byte count") from None
+        if length > limit:
+            raise _too_large(limit)
+        return self._read_exact(length)
+
+    def _read_exact(self, length: int) -> bytes:
+        data = self.rfile.read(length)
+        if len(data) != length:
+            raise ValueError("body shorter than Content-Length")
+        return data
+
+    def _read_chunked(self, limit: int) -> bytes:
+        parts, total = [], 0
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise _EarlyResponse(400, "bad_request", "malformed chunked transfer encoding") from None
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(parts)
+            total += size
+            if total > limit:
+                raise _too_large(limit)
+            parts.append(self._read_exact(size))
+            self.rfile.readline(1024)  # the CRLF after each chunk
+
+    def _event(self, body: bytes, request_id: str) -> dict:
+        """The API Gateway REST proxy (v1) event for this request."""
+        split = urlsplit(self.path)
+        headers: dict[str, str] = {}
+        multi_headers: dict[str, list[str]] = {}
+        for key, value in self.headers.items():
+            multi_headers.setdefault(key, []).append(value)
+            headers[key] = value  # API Gateway keeps the last value
+        query = parse_qsl(split.query, keep_blank_values=True)
+        multi_query: dict[str, list[str]] = {}
+        for key, value in query:
+            multi_query.setdefault(key, []).append(value)
+        media_type, _ = parse_content_type(self.headers.get("Content-Type"))
+        binary = media_type in BINARY_MEDIA_TYPES
+        if not body:
+            payload = None
+        elif binary:
+            payload = base64.b64encode(body).decode("ascii")
+        else:
+            payload = body.decode("utf-8", errors="replace")  # API Gateway passes text bodies as text
+        now = time.time()
+        return {
+            "resource": split.path,
+            "path": split.path,
+            "httpMethod": self.command,
+            "headers": headers or None,
+            "multiValueHeaders": multi_headers or None,
+            "queryStringParameters": {k: v[-1] for k, v in multi_query.items()} or None,
+            "multiValueQueryStringParameters": multi_query or None,
+            "pathParameters": None,
+            "stageVariables": None,
+            "requestContext": {
+                "resourcePath": split.path,
+                "httpMethod": self.command,
+                "path": f"/{STAGE}{split.path}",
+                "stage": STAGE,
+                "requestId": request_id,
+                "requestTimeEpoch": int(now * 1000),
+                "protocol": self.request_version,
+                "identity": {"sourceIp": self.client_address[0], "userAgent": self.headers.get("User-Agent")},
+                "accountId": "000000000000",
+                "apiId": "local",
+            },
+            "body": payload,
+            "isBase64Encoded": bool(payload) and binary,
+        }
+
+    def _send(self, status: int, headers: Mapping[str, str], payload: bytes) -> None:
+        self.send_response(status)
+        for key, value in headers.items():
+            if key.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(payload)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's signature)
+        if not self.server.quiet:
+            sys.stderr.write(f"{self.address_string()} {format % args}\n")
+
+
+class _EarlyResponse(Exception):
+    """A request the server refuses before the handler sees it (like API Gateway's own limits)."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.body = {"error": {"code": code, "message": message}}
+
+
+def _too_large(limit: int) -> _EarlyResponse:
+    return _EarlyResponse(413, PayloadTooLarge.code, f"the request body is over the {limit:,}-byte limit")
+
+
+def _decode_response(response: Mapping[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    """A proxy integration response dict -> (status, headers, body bytes)."""
+    status = int(response.get("statusCode", 200))
+    HTTPStatus(status)  # a status code http.server cannot send is a handler bug
+    headers: dict[str, str] = {}
+    for key, values in (response.get("multiValueHeaders") or {}).items():
+        headers[key] = ", ".join(str(v) for v in values)
+    for key, value in (response.get("headers") or {}).items():
+        headers[key] = str(value)
+    body = response.get("body") or ""
+    payload = base64.b64decode(body) if response.get("isBase64Encoded") else str(body).encode("utf-8")
+    return status, headers, payload
+
+
+def start_server(handler: Handler, *, host: str = "127.0.0.1", port: int = 0,
+                 max_body_bytes: int, quiet: bool = True) -> LocalApiServer:
+    """Start serving in a daemon thread; port 0 picks a free one (see ``.url``). Stop with ``.shutdown()``."""
+    server = LocalApiServer((host, port), handler, max_body_bytes=max_body_bytes, quiet=quiet)
+    threading.Thread(target=server.serve_forever, name="local-api", daemon=True).start()
+    return server
+
+
+def stop_server(server: LocalApiServer) -> None:
+    server.shutdown()
+    server.server_close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .handler import create_service  # the edge: settings come from flags and the environment
+    from .settings import Settings
+
+    parser = argparse.ArgumentParser(
+        prog="python -m classifier.local_api",
+        description="Serve POST /predict and GET /health on a local port, exactly as the deployed API "
+                    "(same proxy events, same handler). Research use only, not a medical device.",
+    )
+    parser.add_argument("--model", help="model folder with model.tflite + model.json "
+                                        "(default: $CLASSIFIER_MODEL_DIR or lambda_src/model)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    parser.add_argument("--threads", type=int, help="LiteRT CPU threads (default: $CLASSIFIER_NUM_THREADS or 1)")
+    parser.add_argument("--quiet", action="store_true", help="no access log lines on stderr")
+    args = parser.parse_args(argv)
+
+    overrides: dict[str, Any] = {}
+    if args.model:
+        overrides["model_dir"] = args.model
+    if args.threads:
+        overrides["num_threads"] = args.threads
+    try:
+        settings = dataclasses.replace(Settings.from_env(), **overrides)
+    except ValueError as exc:  # SettingsError: a bad environment variable or flag
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    service = create_service(settings)
+    service.warm()
+    if service.load_error:
+        print(f"error: cannot serve: {service.load_error}", file=sys.stderr)
+        return 2
+    try:
+        server = LocalApiServer((args.host, args.port), service, max_body_bytes=settings.max_body_bytes,
+                                quiet=args.quiet)
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    card = service.engine().card
+    print(f"serving {card.name} {card.version} on {server.url} (POST /predict, GET /health); Ctrl-C stops",
+          file=sys.stderr)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

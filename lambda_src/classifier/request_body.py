@@ -1,0 +1,172 @@
+"""API Gateway REST proxy event -> the uploaded image's bytes (raw image, JSON base64, or multipart form).
+
+Only the envelope is checked here; whether the bytes are a usable image is
+``preprocessing``'s job.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.message
+import email.utils
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import InvalidBase64, MalformedBody, PayloadTooLarge, UnsupportedMediaType
+
+#: Content types API Gateway must treat as binary (the REST API's binaryMediaTypes):
+#: their bodies reach the Lambda base64-encoded with isBase64Encoded=true.
+BINARY_MEDIA_TYPES = ("image/png", "image/jpeg", "multipart/form-data")
+RAW_IMAGE_TYPES = ("image/png", "image/jpeg")
+JSON_TYPE = "application/json"
+MULTIPART_TYPE = "multipart/form-data"
+ACCEPTED_TYPES = (*RAW_IMAGE_TYPES, JSON_TYPE, MULTIPART_TYPE)
+#: The JSON key and the form field that carry the image.
+IMAGE_FIELD = "image"
+
+_DATA_URL = re.compile(r"^data:[^,]{0,200};base64,", re.IGNORECASE)
+_MAX_MULTIPART_PARTS = 32
+
+
+def header(event: Mapping[str, Any], name: str) -> str | None:
+    """A request header, matched case-insensitively (API Gateway passes the client's spelling)."""
+    headers = event.get("headers") or {}
+    wanted = name.lower()
+    for key, value in headers.items():
+        if isinstance(key, str) and key.lower() == wanted and value is not None:
+            return str(value)
+    return None
+
+
+def parse_content_type(value: str | None) -> tuple[str, dict[str, str]]:
+    """'multipart/form-data; boundary="x"' -> ('multipart/form-data', {'boundary': 'x'})."""
+    if not value:
+        return "", {}
+    msg = email.message.Message()
+    msg["content-type"] = value
+    media_type = msg.get_content_type() if "/" in value.split(";", 1)[0] else ""
+    params = {k.lower(): v for k, v in (msg.get_params() or [])[1:] if isinstance(v, str)}
+    return media_type.lower(), params
+
+
+def raw_body(event: Mapping[str, Any], *, max_bytes: int) -> bytes:
+    """The HTTP body as the client sent it, undoing API Gateway's base64; over ``max_bytes`` -> 413."""
+    body = event.get("body")
+    if body is None or body == "":
+        return b""
+    if not isinstance(body, str):
+        raise MalformedBody("the event body is not a string")
+    if event.get("isBase64Encoded"):
+        # Refuse before decoding: 4 base64 characters carry 3 bytes.
+        if len(body) > 4 * ((max_bytes + 2) // 3) + 4:
+            raise _too_large(max_bytes)
+        try:
+            data = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise MalformedBody("the body was marked base64-encoded but is not valid base64") from None
+    else:
+        if len(body) > max_bytes:  # each character is at least one byte
+            raise _too_large(max_bytes)
+        data = body.encode("utf-8", errors="surrogateescape")
+    if len(data) > max_bytes:
+        raise _too_large(max_bytes)
+    return data
+
+
+def _too_large(max_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the request body is over the {max_bytes:,}-byte limit")
+
+
+def extract_image(event: Mapping[str, Any], *, max_bytes: int) -> bytes:
+    """The image bytes a POST /predict event carries, whichever of the three encodings it uses."""
+    media_type, params = parse_content_type(header(event, "content-type"))
+    if media_type not in ACCEPTED_TYPES:
+        shown = media_type or "no Content-Type"
+        raise UnsupportedMediaType(
+            f"{shown} is not accepted; send {', '.join(RAW_IMAGE_TYPES)} (raw bytes), "
+            f'{JSON_TYPE} ({{"{IMAGE_FIELD}": "<base64>"}}) or {MULTIPART_TYPE} (file field "{IMAGE_FIELD}")'
+        )
+    data = raw_body(event, max_bytes=max_bytes)
+    if not data:
+        raise MalformedBody("the request body is empty; send an image")
+    if media_type in RAW_IMAGE_TYPES:
+        return data
+    if media_type == JSON_TYPE:
+        return image_from_json(data)
+    return image_from_multipart(data, params.get("boundary"))
+
+
+def image_from_json(data: bytes) -> bytes:
+    """{"image": "<base64>"} (a data: URL prefix is tolerated) -> bytes."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise MalformedBody("the body is not valid JSON") from None
+    if not isinstance(doc, dict) or IMAGE_FIELD not in doc:
+        raise MalformedBody(f'the JSON body must be an object with an "{IMAGE_FIELD}" key holding base64 image data')
+    value = doc[IMAGE_FIELD]
+    if not isinstance(value, str):
+        raise MalformedBody(f'"{IMAGE_FIELD}" must be a base64 string, not {type(value).__name__}')
+    return decode_base64(value)
+
+
+def decode_base64(text: str) -> bytes:
+    """Standard or URL-safe base64, whitespace and missing padding tolerated; anything else -> 400."""
+    text = _DATA_URL.sub("", text.strip(), count=1)
+    text = "".join(text.split())
+    if not text:
+        raise InvalidBase64(f'"{IMAGE_FIELD}" is empty')
+    altchars = b"-_" if ("-" in text or "_" in text) else None
+    text += "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(text, altchars=altchars, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidBase64(f'"{IMAGE_FIELD}" is not valid base64') from None
+
+
+def image_from_multipart(data: bytes, boundary: str | None) -> bytes:
+    """The content of the form's file field ``image`` (RFC 7578), byte-exact."""
+    if not boundary or len(boundary) > 200:
+        raise MalformedBody("multipart/form-data needs a boundary parameter in the Content-Type header")
+    delimiter = b"\r\n--" + boundary.encode("latin-1", errors="replace")
+    # Prefixing CRLF lets the first delimiter match like the others.
+    chunks = (b"\r\n" + data).split(delimiter)
+    if len(chunks) < 2:
+        raise MalformedBody("the multipart body does not contain its boundary; is the Content-Type boundary right?")
+    if not any(chunk.startswith(b"--") for chunk in chunks[1:]):
+        raise MalformedBody("the multipart body is truncated: its closing boundary is missing")
+    seen: list[str] = []
+    for chunk in chunks[1 : _MAX_MULTIPART_PARTS + 1]:
+        if chunk.startswith(b"--"):
+            break  # the close delimiter; the rest is epilogue
+        name, content = _multipart_part(chunk)
+        if name == IMAGE_FIELD:
+            return content
+        seen.append(name or "?")
+    fields = ", ".join(repr(n) for n in seen) or "none"
+    raise MalformedBody(f'the form has no field named "{IMAGE_FIELD}" (fields seen: {fields})')
+
+
+def _multipart_part(chunk: bytes) -> tuple[str | None, bytes]:
+    # After the delimiter: optional transport padding, CRLF, headers, CRLF CRLF, content.
+    line_end = chunk.find(b"\r\n")
+    if line_end < 0 or chunk[:line_end].strip(b" \t"):
+        raise MalformedBody("a multipart delimiter is not followed by a line break")
+    head_end = chunk.find(b"\r\n\r\n", line_end)
+    if head_end < 0:
+        if chunk[line_end:] == b"\r\n":  # a part with no headers and no content
+            return None, b""
+        raise MalformedBody("a multipart part has no blank line after its headers")
+    head = chunk[line_end + 2 : head_end].decode("utf-8", errors="replace")
+    msg = email.message.Message()
+    for line in head.split("\r\n"):
+        key, sep, value = line.partition(":")
+        if sep:
+            msg[key.strip()] = value.strip()
+    name = msg.get_param("name", header="content-disposition")
+    if isinstance(name, tuple):  # RFC 2231 encoded
+        name = email.utils.collapse_rfc2231_value(name)
+    return name, chunk[head_end + 4 :]

@@ -1,0 +1,94 @@
+"""The serving settings, typed, read from the environment in one place (the edge: handler start-up, CLIs).
+
+The environment variable names are shared with the CDK stack, which sets them
+on the function; the Dockerfile sets the same defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+#: lambda_src/model beside the package; $LAMBDA_TASK_ROOT/model in the image.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "model"
+#: 4.5 MB of raw body: base64-encoded by API Gateway it is 6.0 MB, just under
+#: Lambda's 6 MB (6,291,456 bytes) synchronous payload limit with the event's headers.
+DEFAULT_MAX_BODY_BYTES = 4_500_000
+#: Bodies above this could not reach the Lambda once base64-encoded.
+HARD_MAX_BODY_BYTES = 4_700_000
+
+ENV_MODEL_DIR = "CLASSIFIER_MODEL_DIR"
+ENV_NUM_THREADS = "CLASSIFIER_NUM_THREADS"
+ENV_MAX_BODY_BYTES = "CLASSIFIER_MAX_BODY_BYTES"
+ENV_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+ENV_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+ENV_LOG_LEVEL = "POWERTOOLS_LOG_LEVEL"
+#: Powertools' own switch; read here too so the handler skips metrics work when it is set.
+ENV_METRICS_DISABLED = "POWERTOOLS_METRICS_DISABLED"
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the service cannot run with (an operator error)."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    model_dir: Path = DEFAULT_MODEL_DIR
+    num_threads: int = 1
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    service_name: str = "busi-classifier"
+    metrics_namespace: str = "BusiClassifier"
+    log_level: str = "INFO"
+    metrics_enabled: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model_dir", Path(self.model_dir))
+        if not 1 <= self.num_threads <= 64:
+            raise SettingsError(f"{ENV_NUM_THREADS} must be between 1 and 64, not {self.num_threads}")
+        if not 1 <= self.max_body_bytes <= HARD_MAX_BODY_BYTES:
+            raise SettingsError(
+                f"{ENV_MAX_BODY_BYTES} must be between 1 and {HARD_MAX_BODY_BYTES:,} "
+                f"(Lambda's 6 MB payload limit after base64), not {self.max_body_bytes:,}"
+            )
+        if self.log_level.upper() not in _LOG_LEVELS:
+            raise SettingsError(f"{ENV_LOG_LEVEL} must be one of {', '.join(_LOG_LEVELS)}, not {self.log_level!r}")
+        object.__setattr__(self, "log_level", self.log_level.upper())
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        return cls(
+            model_dir=Path(env.get(ENV_MODEL_DIR) or defaults.model_dir),
+            num_threads=_int(env, ENV_NUM_THREADS, defaults.num_threads),
+            max_body_bytes=_int(env, ENV_MAX_BODY_BYTES, defaults.max_body_bytes),
+            service_name=env.get(ENV_SERVICE_NAME) or defaults.service_name,
+            metrics_namespace=env.get(ENV_METRICS_NAMESPACE) or defaults.metrics_namespace,
+            log_level=env.get(ENV_LOG_LEVEL) or defaults.log_level,
+            metrics_enabled=not _bool(env, ENV_METRICS_DISABLED, False),
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw.strip().replace("_", ""))
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, not {raw!r}") from None
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, not {raw!r}")
