@@ -1,0 +1,40 @@
+"""Child process for the cold-start benchmark: import + model load + first prediction, timed from inside.
+
+Only the standard library is imported before the clock starts, so the time
+covers everything a Lambda init plus first invoke would do in our code.
+"""
+
+import time
+
+T0 = time.perf_counter()
+
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+
+
+def main() -> None:
+    model_dir, image_path = sys.argv[1], sys.argv[2]
+    from bench.serving import LambdaContext, load_handler, rest_event
+
+    with open(image_path, "rb") as fh:
+        event = rest_event(fh.read(), content_type="image/png")
+    t_import = time.perf_counter()
+    handler = load_handler(model_dir)  # imports classifier.handler (and whatever it loads at import)
+    t_loaded = time.perf_counter()
+    resp = handler(event, LambdaContext())
+    t_done = time.perf_counter()
+    json.dump(
+        {
+            "status": resp.get("statusCode"),
+            "import_s": t_loaded - t_import,
+            "first_request_s": t_done - t_loaded,
+            "total_s": t_done - T0,
+            "pid": os.getpid(),
+        },
+        sys.stdout,
+    )
+
+
+if __name__ == "__main__":
+    main()

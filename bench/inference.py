@@ -1,0 +1,60 @@
+"""In-process end-to-end latency: our handler vs the original path, same images, same process, one thread."""
+
+from __future__ import annotations
+
+import json
+import time
+from itertools import cycle, islice
+from pathlib import Path
+
+from tqdm import tqdm
+
+from . import baseline
+from .serving import LambdaContext, json_event, load_handler, rest_event
+from .stats import summarize
+
+
+def _time_requests(call, events: list[dict], n: int, warmup: int, desc: str) -> tuple[list[float], int]:
+    """Run ``n`` requests (after ``warmup``), cycling through ``events``; returns durations and non-200 count."""
+    for event in islice(cycle(events), warmup):
+        call(event)
+    durations, failures = [], 0
+    for event in tqdm(list(islice(cycle(events), n)), desc=desc, unit="req", leave=False):
+        t0 = time.perf_counter()
+        resp = call(event)
+        durations.append(time.perf_counter() - t0)
+        if resp.get("statusCode") != 200:
+            failures += 1
+    return durations, failures
+
+
+def run(
+    *, model_dir: Path, images: list[tuple[str, bytes]], cache_dir: Path, n_ours: int, n_baseline: int
+) -> dict:
+    handler = load_handler(model_dir)
+    ctx = LambdaContext()
+
+    def ours(event):
+        resp = handler(event, ctx)
+        json.loads(resp["body"])  # the client's side of "JSON": the body must parse
+        return resp
+
+    binary_events = [rest_event(data, content_type="image/png") for _, data in images]
+    json_events = [json_event(data) for _, data in images]
+
+    results: dict = {"threads": 1}
+    # Our main contract: raw image/png, base64-encoded by API Gateway.
+    d, fails = _time_requests(ours, binary_events, n_ours, warmup=10, desc="ours (image/png)")
+    results["ours_binary"] = summarize(d) | {"non_200": fails}
+    # The old contract, {"image": base64}, exactly what the baseline receives.
+    d, fails = _time_requests(ours, json_events, n_ours, warmup=5, desc="ours (json)")
+    results["ours_json"] = summarize(d) | {"non_200": fails}
+
+    model_path = baseline.ensure_model(cache_dir)
+    d, fails = _time_requests(
+        lambda e: baseline.original_handler(e, model_path), json_events, n_baseline, warmup=2, desc="baseline"
+    )
+    results["baseline"] = summarize(d) | {"non_200": fails, "model_mb": round(model_path.stat().st_size / 1e6, 1)}
+    results["speedup_p50"] = round(results["baseline"]["p50_ms"] / results["ours_json"]["p50_ms"], 1)
+    results["speedup_mean"] = round(results["baseline"]["mean_ms"] / results["ours_json"]["mean_ms"], 1)
+    return results

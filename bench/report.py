@@ -1,0 +1,153 @@
+"""results.json -> goals met or missed, and the markdown tables results.md and the README show."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+TABLE_START, TABLE_END = "<!-- bench:table -->", "<!-- /bench:table -->"
+
+
+def _get(d: dict, *keys, default=None):
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return default
+        d = d[k]
+    return d
+
+
+def goals(results: dict) -> list[dict]:
+    """One row per goal of issue 5: what was asked, what was measured, whether it was met (None: not measured)."""
+    inf, cold, api, sizes = (results.get(k) or {} for k in ("inference", "cold_start", "local_api", "sizes"))
+    rows = []
+
+    p50 = _get(inf, "ours_binary", "p50_ms")
+    rows.append({"goal": "end-to-end p50, 1 thread, bundled model (image/png request)", "target": "<= 10 ms",
+                 "measured": f"{p50:.2f} ms" if p50 is not None else "not measured",
+                 "met": None if p50 is None else p50 <= 10.0})
+
+    ratio = inf.get("speedup_p50")
+    rows.append({"goal": "faster than the original path (p50 ratio, same run, same JSON requests)", "target": ">= 20x",
+                 "measured": f"{ratio:.1f}x ({_get(inf, 'baseline', 'p50_ms')} ms vs "
+                             f"{_get(inf, 'ours_json', 'p50_ms')} ms)" if ratio else "not measured",
+                 "met": None if ratio is None else ratio >= 20.0})
+
+    cs = cold.get("median_s")
+    rows.append({"goal": "cold start: new process, import + model load + first prediction (median)",
+                 "target": "<= 0.5 s",
+                 "measured": f"{cs:.3f} s (process wall incl. Python start-up {cold.get('process_wall_median_s')} s)"
+                 if cs is not None else "not measured",
+                 "met": None if cs is None else cs <= 0.5})
+
+    c4 = next((lv for lv in api.get("levels", []) if lv["concurrency"] == 4), None)
+    rows.append({"goal": "local API at concurrency 4", "target": ">= 100 req/s, 0 errors",
+                 "measured": f"{c4['requests_per_s']} req/s, {c4['errors']} errors / {c4['requests']}"
+                 if c4 else "not measured",
+                 "met": None if c4 is None else (c4["requests_per_s"] >= 100 and c4["errors"] == 0)})
+
+    deps = _get(sizes, "lambda_deps", "total_mb")
+    rows.append({"goal": "Lambda Python dependencies (venv of lambda_src/requirements.txt)", "target": "<= 150 MB",
+                 "measured": f"{deps} MB" if deps is not None else "not measured",
+                 "met": None if deps is None else deps <= 150})
+    return rows
+
+
+def _met(v) -> str:
+    return {True: "yes", False: "**NO**", None: "not measured"}[v]
+
+
+def goals_table(results: dict) -> str:
+    lines = ["| goal | target | measured | met? |", "|---|---|---|---|"]
+    for r in goals(results):
+        lines.append(f"| {r['goal']} | {r['target']} | {r['measured']} | {_met(r['met'])} |")
+    return "\n".join(lines)
+
+
+def _lat_row(name: str, s: dict) -> str:
+    if not s or not s.get("n"):
+        return f"| {name} | - | - | - | - | - |"
+    return f"| {name} | {s['n']} | {s['p50_ms']:.2f} | {s['p95_ms']:.2f} | {s['p99_ms']:.2f} | {s['mean_ms']:.2f} |"
+
+
+def markdown(results: dict) -> str:
+    env, meta = results.get("environment", {}), results.get("meta", {})
+    inf, cold, api = (results.get(k) or {} for k in ("inference", "cold_start", "local_api"))
+    train, sizes = results.get("training") or {}, results.get("sizes") or {}
+    out = [
+        "# Benchmark results",
+        "",
+        f"`make bench`, {meta.get('finished_utc', '?')}. Model: **{meta.get('model_name', '?')}** "
+        f"{meta.get('model_version', '')} ({meta.get('model_input', '?')}). Images: {meta.get('images', '?')}.",
+        "",
+        f"Machine: {env.get('cpu', '?')}, {env.get('logical_cores', '?')} logical cores, "
+        f"{env.get('memory_gb', '?')} GB RAM, Python {env.get('python', '?')}. "
+        f"Load average (1/5/15 min) at start {_get(results, 'load', 'start', 'load_avg_1_5_15')}, "
+        f"at end {_get(results, 'load', 'end', 'load_avg_1_5_15')}.",
+    ]
+    busy = _get(results, "load", "start", "busy_processes") or []
+    out.append("Other busy processes at start: " + (
+        "; ".join(f"{b['cpu_percent']}% `{b['cmd'][:60]}`" for b in busy[:4]) if busy else "none above 10% of a core") + ".")
+    out += ["", "## Goals", "", goals_table(results), ""]
+
+    if inf:
+        out += ["## In-process end to end (decode + preprocess + invoke + JSON), 1 thread", "",
+                "| path | n | p50 ms | p95 ms | p99 ms | mean ms |", "|---|---|---|---|---|---|",
+                _lat_row("ours: handler, image/png (base64 by API Gateway)", inf.get("ours_binary")),
+                _lat_row('ours: handler, JSON {"image": base64}', inf.get("ours_json")),
+                _lat_row("original path: float32 ResNet50 224, interpreter per request, JSON", inf.get("baseline")),
+                "", f"Speed-up (p50, JSON vs JSON): **{inf.get('speedup_p50')}x**; mean: {inf.get('speedup_mean')}x. "
+                f"Baseline model {_get(inf, 'baseline', 'model_mb')} MB, random weights, "
+                "nearest resize, ImageNet normalisation in numpy.", ""]
+    if cold:
+        out += ["## Cold start", "",
+                f"Median of {cold.get('repeats')} new processes: **{cold.get('median_s')} s** "
+                f"(min {cold.get('min_s')}, max {cold.get('max_s')}); whole process incl. Python start-up "
+                f"{cold.get('process_wall_median_s')} s. {cold.get('note', '')}", ""]
+    if api:
+        out += ["## Local API (loopback, " + api.get("transport", "") + ")", "",
+                "| concurrency | requests | req/s | errors | p50 ms | p95 ms | p99 ms |", "|---|---|---|---|---|---|---|"]
+        for lv in api.get("levels", []):
+            lat = lv["latency"]
+            out.append(f"| {lv['concurrency']} | {lv['requests']} | {lv['requests_per_s']} | {lv['errors']} | "
+                       f"{lat.get('p50_ms', '-')} | {lat.get('p95_ms', '-')} | {lat.get('p99_ms', '-')} |")
+        rss = api.get("server_rss_mb", {})
+        out += ["", f"Server RSS: {rss.get('after_warmup')} MB after warm-up, {rss.get('end')} MB at the end. "
+                "Client and server share the same cores.", ""]
+    out += ["## Training (`make train` on the shared data)", ""]
+    if train.get("available"):
+        out += ["| stage | wall s |", "|---|---|"]
+        out += [f"| {s['name']} | {s['wall_s']} |" for s in train.get("stages", [])]
+        out += [f"| **total** | **{train.get('total_wall_s')}** |", "",
+                f"Peak memory: {train.get('peak_memory', 'not recorded')}. Source: {train.get('source')}.", ""]
+    else:
+        out += [f"Not available: {train.get('reason', 'not measured')}.", ""]
+    if sizes:
+        deps, img = sizes.get("lambda_deps", {}), sizes.get("image_estimate", {})
+        out += ["## Sizes", "", "| item | MB |", "|---|---|"]
+        out += [f"| model file `{m['path']}` ({m['input_dtype'] or 'see card'}) | {m['mb']} |" for m in sizes.get("model_files", [])]
+        out += [f"| Lambda dependencies (fresh venv, Python {deps.get('python')}) | {deps.get('total_mb')} |"]
+        out += [f"| &nbsp;&nbsp;of which `{p['name']}` | {p['mb']} |" for p in deps.get("largest", [])[:4]]
+        out += [f"| &nbsp;&nbsp;of which compiled `.pyc` / package test suites | {deps.get('pyc_mb')} / {deps.get('tests_mb')} |"]
+        out += [f"| expected image: base (assumed) {img.get('base_mb')} + deps {img.get('deps_mb')} + model "
+                f"{img.get('model_dir_mb')} + code {img.get('code_mb')} | **{img.get('total_mb')}** |", "",
+                f"How: {img.get('method', '')}.", ""]
+    out += ["Raw numbers: `bench/results.json`. Medians and ratios above come from this one run."]
+    return "\n".join(out) + "\n"
+
+
+def readme_block(results: dict) -> str:
+    meta = results.get("meta", {})
+    return (f"{TABLE_START}\nFrom `make bench` at {meta.get('finished_utc', '?')} on "
+            f"{_get(results, 'environment', 'cpu', default='?')} ({_get(results, 'environment', 'logical_cores')} cores), "
+            f"model {meta.get('model_name', '?')} {meta.get('model_version', '')}:\n\n"
+            f"{goals_table(results)}\n\nDetails, load conditions and sizes: [bench/results.md](bench/results.md).\n{TABLE_END}")
+
+
+def update_readme(readme: Path, results: dict) -> bool:
+    """Replace the table between the bench markers; False when the README has no such markers."""
+    text = readme.read_text()
+    pattern = re.compile(re.escape(TABLE_START) + r".*?" + re.escape(TABLE_END), re.DOTALL)
+    if not pattern.search(text):
+        return False
+    readme.write_text(pattern.sub(lambda _: readme_block(results), text, count=1))
+    return True
