@@ -1,0 +1,130 @@
+"""`python -m model_training train|audit|evaluate`: the training CLI."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .config import TrainConfig
+from .errors import TrainingError
+
+_DEFAULTS = TrainConfig(data=Path("."), out=Path("."), report=Path("."))
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(","))
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(","))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m model_training",
+        description="Train, audit and evaluate the breast-ultrasound classifier (normal/benign/malignant). "
+                    "Data folders use the Kaggle BUSI layout <root>/<class>/*.png (mask files are skipped). "
+                    "Research use only; not a medical device.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    d = _DEFAULTS
+
+    t = sub.add_parser("train", help="train, calibrate, export model.tflite + model.json, and report",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Audit and split DATA (duplicate groups never cross splits), train a head on "
+                                   "cached frozen-backbone features (small search on validation), fine-tune the "
+                                   "top of the backbone with augmentation, fit a temperature on validation, export "
+                                   "the calibrated .tflite, check LiteRT/Keras parity and evaluate on the test split.")
+    t.add_argument("--data", type=Path, required=True, help="labelled folder <root>/<class>/*.png")
+    t.add_argument("--out", type=Path, required=True, help="where model.tflite and model.json go")
+    t.add_argument("--report", type=Path, default=Path("reports"), help="metrics.json, plots, report.md, audit.json, split.json")
+    t.add_argument("--work", type=Path, default=d.work, help="model.keras and the feature cache (not committed)")
+    t.add_argument("--backbone", default=d.backbone, choices=["mobilenet_v2", "efficientnet_b0", "resnet50"])
+    t.add_argument("--weights", default=d.weights,
+                   help="imagenet (downloaded by Keras), none (random, for tests) or PATH to a .weights.h5 file")
+    t.add_argument("--input-size", type=int, default=d.input_size, help="square input side in pixels")
+    t.add_argument("--epochs", type=int, default=d.epochs, help="stage-2 fine-tuning epochs (0: head only)")
+    t.add_argument("--unfreeze", type=float, default=d.unfreeze,
+                   help="fraction of backbone layers, from the top, trained in stage 2 (BatchNorm stays frozen)")
+    t.add_argument("--lr", type=float, default=d.fine_tune_lr, help="stage-2 learning rate (Adam)")
+    t.add_argument("--batch-size", type=int, default=d.batch_size)
+    t.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs) on val loss")
+    t.add_argument("--head-units", type=_ints, default=d.head_units, help="head search: hidden units (0 = linear), comma list")
+    t.add_argument("--head-dropout", type=_floats, default=d.head_dropout, help="head search: dropout, comma list")
+    t.add_argument("--head-lr", type=_floats, default=d.head_lr, help="head search: learning rates, comma list")
+    t.add_argument("--head-epochs", type=int, default=d.head_epochs, help="max epochs per head (early stopping)")
+    t.add_argument("--tta-flip", choices=["auto", "on", "off"], default=d.tta_flip,
+                   help="mirror test-time augmentation inside the exported graph; auto keeps it if validation log-loss improves")
+    t.add_argument("--quantize", choices=["none", "int8"], default=d.quantize,
+                   help="int8: full-integer kernels (float in/out), kept only if validation accuracy holds")
+    t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument("--val-fraction", type=float, default=d.val_fraction)
+    t.add_argument("--test-fraction", type=float, default=d.test_fraction)
+    t.add_argument("--near-dup-threshold", type=float, default=d.near_dup_threshold,
+                   help="thumbnail correlation at or above which two images are one group")
+    t.add_argument("--keep-conflicts", action="store_true", help="keep duplicate groups whose labels disagree")
+    t.add_argument("--skip-bad", action="store_true", help="leave unreadable images out with a warning instead of failing")
+    t.add_argument("--name", default=d.name, help="model name in model.json")
+
+    a = sub.add_parser("audit", help="duplicate/conflict audit of a data folder (prints it, writes JSON)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    a.add_argument("data", type=Path, help="labelled folder <root>/<class>/*.png")
+    a.add_argument("--out", type=Path, default=Path("reports/audit.json"), help="where the JSON goes")
+    a.add_argument("--near-dup-threshold", type=float, default=d.near_dup_threshold)
+    a.add_argument("--skip-bad", action="store_true")
+
+    e = sub.add_parser("evaluate", help="evaluate a model directory (tflite as served) on a labelled folder",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    e.add_argument("--model", type=Path, required=True, help="folder with model.tflite + model.json")
+    e.add_argument("--data", type=Path, required=True, help="labelled folder; may hold a subset of the model's classes")
+    e.add_argument("--out", type=Path, required=True, help="metrics.json, plots, report.md, predictions.json")
+    e.add_argument("--skip-bad", action="store_true")
+    e.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            from .pipeline import train
+
+            train(TrainConfig(
+                data=args.data, out=args.out, report=args.report, work=args.work, backbone=args.backbone,
+                weights=args.weights, input_size=args.input_size, seed=args.seed, val_fraction=args.val_fraction,
+                test_fraction=args.test_fraction, near_dup_threshold=args.near_dup_threshold,
+                keep_conflicts=args.keep_conflicts, skip_bad=args.skip_bad, head_units=args.head_units,
+                head_dropout=args.head_dropout, head_lr=args.head_lr, head_epochs=args.head_epochs,
+                epochs=args.epochs, unfreeze=args.unfreeze, fine_tune_lr=args.lr, batch_size=args.batch_size,
+                patience=args.patience, tta_flip=args.tta_flip, quantize=args.quantize, name=args.name,
+            ))
+        elif args.command == "audit":
+            from . import audit
+            from .data import decode_all, discover, fingerprint
+
+            all_samples, _ = discover(args.data)
+            samples, images = decode_all(all_samples, skip_bad=args.skip_bad)
+            _, result = audit.run(samples, images, threshold=args.near_dup_threshold,
+                                  fingerprint=fingerprint(samples), bad_skipped=len(all_samples) - len(samples))
+            audit.write_json(result, args.out)
+            print(audit.summary_text(result))
+            print(f"written: {args.out}")
+        elif args.command == "evaluate":
+            from .evaluate import evaluate_folder
+            from .report import metrics_table
+
+            result = evaluate_folder(model=args.model, data=args.data, out=args.out, skip_bad=args.skip_bad,
+                                     n_boot=args.bootstrap)
+            print(metrics_table(result))
+            print(f"written: {args.out}/metrics.json, report.md, plots")
+    except TrainingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""The one typed training config: CLI flags map onto it, and it is saved with the model (model.json extra)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    data: Path
+    out: Path  # model.tflite + model.json
+    report: Path  # metrics.json, plots, report.md, audit.json, split.json
+    work: Path = Path("runs/latest")  # model.keras and the feature cache (not committed)
+    backbone: str = "mobilenet_v2"
+    weights: str = "imagenet"  # imagenet | none | PATH to a .weights.h5 file
+    input_size: int = 224
+    seed: int = 42
+    # split
+    val_fraction: float = 0.15
+    test_fraction: float = 0.20
+    near_dup_threshold: float = 0.93
+    keep_conflicts: bool = False
+    skip_bad: bool = False
+    # stage 1: head on cached frozen features, small search picked on validation
+    head_units: tuple[int, ...] = (0, 256)
+    head_dropout: tuple[float, ...] = (0.2, 0.5)
+    head_lr: tuple[float, ...] = (1e-3, 3e-3)
+    head_epochs: int = 150
+    # stage 2: fine-tune the top of the backbone (BatchNorm stays frozen)
+    epochs: int = 25  # stage-2 epochs (0 skips fine-tuning)
+    unfreeze: float = 1.0  # fraction of the backbone's layers, from the top, made trainable
+    fine_tune_lr: float = 2e-5
+    batch_size: int = 16
+    patience: int = 5
+    # export
+    tta_flip: str = "auto"  # auto (kept if validation supports it) | on | off
+    quantize: str = "none"  # none | int8
+    parity_tolerance: float = 1e-3
+    name: str = "busi-classifier"
+
+    def to_json(self) -> dict:
+        out = dataclasses.asdict(self)
+        for key, value in out.items():
+            if isinstance(value, Path):
+                out[key] = str(value)
+            elif isinstance(value, tuple):
+                out[key] = list(value)
+        return out

@@ -1,0 +1,157 @@
+"""Stage 1 (head search on cached features) and stage 2 (fine-tuning with augmentation)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from .backbones import freeze_for_fine_tuning
+from .calibrate import fit_temperature, nll, probs_from_views
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class HeadParams:
+    units: int
+    dropout: float
+    lr: float
+
+
+class TqdmEpochs(keras.callbacks.Callback):
+    """One progress bar over epochs, showing the latest losses."""
+
+    def __init__(self, total: int, desc: str):
+        super().__init__()
+        self.bar = tqdm(total=total, desc=desc, unit="epoch")
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if k in ("loss", "val_loss", "val_accuracy")})
+        self.bar.update(1)
+
+    def on_train_end(self, logs=None):
+        self.bar.close()
+
+
+def class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
+    """Balanced weights n / (k * count); absent classes get weight 1 (never used)."""
+    counts = np.bincount(y, minlength=n_classes)
+    present = max(int((counts > 0).sum()), 1)
+    return {c: (len(y) / (present * counts[c]) if counts[c] else 1.0) for c in range(n_classes)}
+
+
+def build_head(dim: int, n_classes: int, params: HeadParams) -> keras.Sequential:
+    layers = [keras.Input((dim,)), keras.layers.Dropout(params.dropout)]
+    if params.units:
+        layers += [keras.layers.Dense(params.units, activation="relu"), keras.layers.Dropout(params.dropout)]
+    layers.append(keras.layers.Dense(n_classes, name="logits"))
+    return keras.Sequential(layers, name="head")
+
+
+def _compile(model: keras.Model, lr: float) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=lr),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+
+
+def train_head(train_views, y_train, val_views, y_val, *, n_classes, params: HeadParams, epochs, seed):
+    """Head on cached features; both mirror views of each train image are training samples."""
+    keras.utils.set_random_seed(seed)
+    head = build_head(train_views.shape[-1], n_classes, params)
+    _compile(head, params.lr)
+    x = np.concatenate(list(train_views))
+    y = np.concatenate([y_train] * len(train_views))
+    history = head.fit(
+        x, y,
+        validation_data=(val_views[0], y_val),
+        epochs=epochs,
+        batch_size=64,
+        class_weight=class_weights(y_train, n_classes),
+        callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=15, restore_best_weights=True)],
+        verbose=0,
+        shuffle=True,
+    )
+    return head, history.history
+
+
+def view_logits(model: keras.Model, views) -> list[np.ndarray]:
+    return [np.asarray(model.predict(v, batch_size=64, verbose=0)) for v in views]
+
+
+def score_on_val(val_logits: list[np.ndarray], y_val: np.ndarray) -> dict:
+    """Validation scores of the served output (flip-averaged, temperature fitted)."""
+    t = fit_temperature(val_logits, y_val)
+    probs = probs_from_views(val_logits, t)
+    return {"val_nll": nll(probs, y_val), "val_accuracy": float((probs.argmax(1) == y_val).mean()), "temperature": t}
+
+
+def head_search(train_views, y_train, val_views, y_val, *, n_classes, grid, epochs, seed):
+    """Every (units, dropout, lr) in the grid; the best is the lowest calibrated validation log-loss."""
+    results, best = [], None
+    combos = list(itertools.product(*grid))
+    for units, dropout, lr in tqdm(combos, desc="head search", unit="head"):
+        params = HeadParams(units=units, dropout=dropout, lr=lr)
+        head, history = train_head(
+            train_views, y_train, val_views, y_val, n_classes=n_classes, params=params, epochs=epochs, seed=seed
+        )
+        score = score_on_val(view_logits(head, val_views[:1]), y_val)
+        row = dataclasses.asdict(params) | score | {"epochs_run": len(history["loss"])}
+        results.append(row)
+        if best is None or score["val_nll"] < best[0]["val_nll"]:
+            best = (row, head, history)
+    return best, results
+
+
+def build_classifier(backbone: keras.Model, normaliser, head: keras.Model, input_size: int) -> keras.Model:
+    """RGB [0, 255] -> logits. The backbone always runs in inference mode (frozen BatchNorm)."""
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    features = backbone(normaliser(inputs), training=False)
+    return keras.Model(inputs, head(features), name="classifier_logits")
+
+
+def augmenter(seed: int) -> keras.Sequential:
+    """Train-split augmentation: plausible probe and gain changes, nothing that alters the anatomy."""
+    return keras.Sequential([
+        keras.layers.RandomFlip("horizontal", seed=seed),
+        keras.layers.RandomRotation(0.03, fill_mode="reflect", seed=seed + 1),  # about +-11 degrees
+        keras.layers.RandomZoom((-0.1, 0.1), fill_mode="reflect", seed=seed + 2),
+        keras.layers.RandomBrightness(0.1, value_range=(0, 255), seed=seed + 3),
+        keras.layers.RandomContrast(0.2, value_range=(0, 255), seed=seed + 4),
+    ], name="augment")
+
+
+def fine_tune(model, backbone, x_train, y_train, x_val, y_val, *, n_classes, epochs, unfreeze, lr,
+              batch_size, patience, seed):
+    """Stage 2: unfreeze the top of the backbone, train with augmentation and class weights,
+    early-stop on validation loss and restore the best weights."""
+    keras.utils.set_random_seed(seed)
+    n_trainable = freeze_for_fine_tuning(backbone, unfreeze)
+    _compile(model, lr)
+    augment = augmenter(seed)
+    train_ds = (
+        tf.data.Dataset.from_tensor_slices((x_train, y_train))
+        .shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+        .map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=1, deterministic=True)
+        .prefetch(2)
+    )
+    history = model.fit(
+        train_ds,
+        validation_data=(x_val, y_val),
+        epochs=epochs,
+        class_weight=class_weights(y_train, n_classes),
+        callbacks=[
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
+            TqdmEpochs(epochs, "fine-tune"),
+        ],
+        shuffle=False,  # the dataset shuffles itself, seeded
+        verbose=0,
+    )
+    backbone.trainable = False
+    return history.history, n_trainable
