@@ -37,6 +37,9 @@ SOCKET_TIMEOUT_S = 30
 class LocalApiServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default listen backlog is 5: with 16+ concurrent clients the
+    # kernel's accept queue overflows and connections are reset. 128 absorbs bursts.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], handler: Handler, *, max_body_bytes: int, quiet: bool = False):
         super().__init__(address, _RequestHandler)
