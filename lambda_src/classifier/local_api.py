@@ -58,9 +58,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = SOCKET_TIMEOUT_S
     server_version = "busi-classifier-local"
-    # http.server's own errors (bad request line, oversized headers) in the API's JSON shape.
-    error_content_type = "application/json"
-    error_message_format = '{"error": {"code": "bad_request", "message": "%(message)s (HTTP %(code)d)"}}'
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (bad request line, oversized headers) in the API's JSON error shape."""
+        status = HTTPStatus(code)
+        self.log_error("code %d, message %s", code, message)
+        self.close_connection = True
+        error = {"code": status.phrase.lower().replace(" ", "_").replace("-", "_"),
+                 "message": f"{message or status.phrase} (HTTP {code})"}
+        self._send(code, {"Content-Type": "application/json"}, json.dumps({"error": error}).encode())
 
     def handle_expect_100(self) -> bool:
         # Refuse an oversized body before the client sends it (curl asks first above 1 MB).
