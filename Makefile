@@ -18,6 +18,7 @@ PORT ?= 8080
 TRAIN_ARGS ?=
 
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help install demo test serve train evaluate audit synth deploy destroy bench lint clean
@@ -59,23 +60,31 @@ evaluate: $(VENV)/.installed ## evaluate the served model on a labelled folder D
 audit: $(VENV)/.installed ## duplicate/conflict audit of DATA
 	$(PY) -m model_training audit "$(DATA)" --out $(REPORT_DIR)/audit.json
 
-synth: $(VENV)/.installed ## cdk synth with the pinned CLI (offline, no Docker needed)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk synth --quiet
+# The CDK CLI pinned in package.json, run with the venv's python3 first on PATH (cdk.json: "python3 app.py").
+# Extra CLI arguments: make deploy CDK_ARGS="-c apiKey=false -c architecture=arm64".
+CDK_ARGS ?=
+CDK := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx --no-install cdk
 
-deploy: $(VENV)/.installed ## cdk deploy (needs Docker with buildx and AWS credentials)
-	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "make deploy needs a running Docker engine (with buildx) to build the Lambda image." >&2; exit 1; }
-	@aws sts get-caller-identity >/dev/null 2>&1 || { echo "make deploy needs AWS credentials (aws configure, AWS_PROFILE or AWS_ACCESS_KEY_ID) and the aws CLI." >&2; exit 1; }
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk deploy --require-approval never
+synth: $(VENV)/.installed ## cdk synth with the pinned CLI (offline, no Docker needed); writes cdk.out/
+	$(CDK) synth --quiet --no-notices $(CDK_ARGS)
+	@echo "template and image asset written to cdk.out/ (ls cdk.out/*.template.json)"
 
-destroy: $(VENV)/.installed ## delete the stack (and, with removal policy destroy, the repository)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk destroy --force
+# BUILDX_NO_DEFAULT_ATTESTATIONS: build a plain single-platform image (Lambda refuses attestation manifests).
+deploy: $(VENV)/.installed ## cdk deploy (needs Docker with buildx, AWS credentials, `cdk bootstrap` once)
+	@$(PY) -m infra.preflight
+	BUILDX_NO_DEFAULT_ATTESTATIONS=1 $(CDK) deploy --require-approval never --no-notices $(CDK_ARGS)
+
+destroy: $(VENV)/.installed ## delete the stack (with removalPolicy destroy, also the repository and logs)
+	@$(PY) -m infra.preflight --no-docker
+	$(CDK) destroy --force --no-notices $(CDK_ARGS)
 
 bench: $(VENV)/.installed ## benchmarks; writes bench/results.json and bench/results.md
 	$(PY) -m bench
 
-lint: $(VENV)/.installed ## hadolint on the Dockerfile, cfn-lint on the synthesized template
+lint: $(VENV)/.installed ## hadolint on the Dockerfile, cdk synth (cdk-nag) + cfn-lint on the template
 	$(VENV)/bin/hadolint lambda_src/Dockerfile
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk synth --quiet && $(VENV)/bin/cfn-lint cdk.out/*.template.json
+	$(CDK) synth --quiet --no-notices $(CDK_ARGS)
+	$(VENV)/bin/cfn-lint cdk.out/*.template.json
 
 clean: ## remove build outputs (keeps the venvs and the bundled model)
 	rm -rf cdk.out .pytest_cache

@@ -1,0 +1,220 @@
+"""The stack's settings: one typed, validated object read from cdk.json context, with defaults.
+
+Every key can be overridden on the command line, e.g. ``npx cdk deploy -c memoryMb=3008 -c apiKey=false``
+(values given with ``-c`` arrive as strings, so each field is parsed from str as well as from JSON).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+ARCHITECTURES = ("x86_64", "arm64")
+REMOVAL_POLICIES = ("destroy", "retain")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
+# Lambda gives one full vCPU at 1769 MB and CPU in proportion to memory around it.
+MB_PER_VCPU = 1769
+# A synchronous Lambda invocation carries at most 6 MB; API Gateway base64-encodes binary
+# bodies (x4/3) inside a JSON event, so ~4.4 MB of raw image is the most that can arrive.
+LAMBDA_EVENT_LIMIT_BYTES = 6 * 1024 * 1024
+MAX_RAW_BODY_BYTES = LAMBDA_EVENT_LIMIT_BYTES * 3 // 4 - 64 * 1024  # leave room for headers and context
+
+
+class ConfigError(ValueError):
+    """A context value in cdk.json or ``-c key=value`` is missing, malformed or out of range."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class InfraConfig:
+    """Settings of the classifier stack. Field names are the snake_case of the cdk.json context keys."""
+
+    stack_name: str = "BusiClassifier"
+    # Image build context (Dockerfile + classifier/ + model/), relative to the app's directory.
+    lambda_src: str = "lambda_src"
+    memory_mb: int = 2048
+    timeout_seconds: int = 30
+    architecture: str = "x86_64"
+    # None: derive from memory (one thread per whole vCPU the memory buys).
+    num_threads: int | None = None
+    # Raw request bodies above this are refused by the handler with 413 (the handler's own default).
+    max_body_bytes: int = 4_500_000
+    # None: no reserved concurrency (shares the account pool; reserving needs free quota).
+    reserved_concurrency: int | None = None
+    stage_name: str = "v1"
+    throttle_rate_limit: float = 10.0
+    throttle_burst_limit: int = 20
+    api_key: bool = True
+    # Per-key quota of the usage plan (requests per day) when api_key is on.
+    api_key_daily_quota: int = 5000
+    cors_origins: tuple[str, ...] = ()
+    alarm_email: str | None = None
+    log_retention_days: int = 30
+    log_level: str = "INFO"
+    removal_policy: str = "destroy"
+    keep_images: int = 10
+    service_name: str = "busi-classifier"
+    metrics_namespace: str = "BusiClassifier"
+    tags: Mapping[str, str] = field(default_factory=lambda: {"project": "busi-classifier"})
+
+    def __post_init__(self) -> None:
+        _check(re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,127}", self.stack_name) is not None, "stackName",
+               f"must start with a letter and hold only letters, digits and '-': {self.stack_name!r}")
+        _check(bool(self.lambda_src), "lambdaSrc", "must name the Lambda image build context directory")
+        _check(128 <= self.memory_mb <= 10240, "memoryMb", f"must be 128..10240 (MB), got {self.memory_mb}")
+        _check(3 <= self.timeout_seconds <= 900, "timeoutSeconds", f"must be 3..900, got {self.timeout_seconds}")
+        _check(self.architecture in ARCHITECTURES, "architecture",
+               f"must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
+        _check(self.num_threads is None or 1 <= self.num_threads <= 16, "numThreads",
+               f"must be 1..16, got {self.num_threads}")
+        _check(1024 <= self.max_body_bytes <= MAX_RAW_BODY_BYTES, "maxBodyBytes",
+               f"must be 1024..{MAX_RAW_BODY_BYTES} (its base64 must fit Lambda's 6 MB event), got {self.max_body_bytes}")
+        _check(self.reserved_concurrency is None or self.reserved_concurrency >= 1, "reservedConcurrency",
+               f"must be >= 1 or null, got {self.reserved_concurrency}")
+        _check(re.fullmatch(r"[A-Za-z0-9_]{1,128}", self.stage_name) is not None, "stageName",
+               f"must be letters, digits or '_': {self.stage_name!r}")
+        _check(self.throttle_rate_limit > 0, "throttleRateLimit", f"must be > 0, got {self.throttle_rate_limit}")
+        _check(self.throttle_burst_limit >= 1, "throttleBurstLimit", f"must be >= 1, got {self.throttle_burst_limit}")
+        _check(self.api_key_daily_quota >= 1, "apiKeyDailyQuota", f"must be >= 1, got {self.api_key_daily_quota}")
+        for origin in self.cors_origins:
+            _check(origin == "*" or re.fullmatch(r"https?://[^/\s]+", origin) is not None, "corsOrigins",
+                   f"each origin must be '*' or scheme://host[:port] without a path, got {origin!r}")
+        _check(self.alarm_email is None or re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", self.alarm_email) is not None,
+               "alarmEmail", f"must be an e-mail address or null, got {self.alarm_email!r}")
+        _check(self.log_retention_days in LOG_RETENTION_DAYS, "logRetentionDays",
+               f"must be one of CloudWatch's periods {LOG_RETENTION_DAYS}, got {self.log_retention_days}")
+        _check(self.log_level in LOG_LEVELS, "logLevel", f"must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+        _check(self.removal_policy in REMOVAL_POLICIES, "removalPolicy",
+               f"must be one of {', '.join(REMOVAL_POLICIES)}, got {self.removal_policy!r}")
+        _check(1 <= self.keep_images <= 1000, "keepImages", f"must be 1..1000, got {self.keep_images}")
+        _check(bool(self.service_name), "serviceName", "must not be empty")
+        _check(bool(self.metrics_namespace), "metricsNamespace", "must not be empty")
+
+    @property
+    def threads(self) -> int:
+        """LiteRT threads: the override, else one per whole vCPU that memory_mb buys (at least one)."""
+        if self.num_threads is not None:
+            return self.num_threads
+        return max(1, math.floor(self.memory_mb / MB_PER_VCPU))
+
+    @property
+    def destroy_on_delete(self) -> bool:
+        return self.removal_policy == "destroy"
+
+    @classmethod
+    def from_context(cls, get: Callable[[str], Any]) -> "InfraConfig":
+        """Build from a context lookup such as ``app.node.try_get_context``; absent keys keep their defaults."""
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            key = context_key(f.name)
+            raw = get(key)
+            if raw is None:
+                continue
+            values[f.name] = _PARSERS[f.name](key, raw)
+        return cls(**values)
+
+
+def context_key(field_name: str) -> str:
+    """snake_case field -> the camelCase key used in cdk.json (memory_mb -> memoryMb)."""
+    head, *rest = field_name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"cdk.json context {key!r} {message}")
+
+
+def _as_int(key: str, raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise ConfigError(f"cdk.json context {key!r} must be an integer, got {raw!r}")
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"cdk.json context {key!r} must be an integer, got {raw!r}") from None
+    if not value.is_integer():
+        raise ConfigError(f"cdk.json context {key!r} must be an integer, got {raw!r}")
+    return int(value)
+
+
+def _as_optional_int(key: str, raw: Any) -> int | None:
+    if isinstance(raw, str) and raw.strip().lower() in ("", "null", "none"):
+        return None
+    return _as_int(key, raw)
+
+
+def _as_float(key: str, raw: Any) -> float:
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"cdk.json context {key!r} must be a number, got {raw!r}") from None
+
+
+def _as_bool(key: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        return raw.strip().lower() in ("true", "1", "yes", "on")
+    raise ConfigError(f"cdk.json context {key!r} must be true or false, got {raw!r}")
+
+
+def _as_str(key: str, raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ConfigError(f"cdk.json context {key!r} must be a string, got {raw!r}")
+    return raw
+
+
+def _as_optional_str(key: str, raw: Any) -> str | None:
+    value = _as_str(key, raw).strip()
+    return None if value.lower() in ("", "null", "none") else value
+
+
+def _as_upper_str(key: str, raw: Any) -> str:
+    return _as_str(key, raw).strip().upper()
+
+
+def _as_origins(key: str, raw: Any) -> tuple[str, ...]:
+    # JSON list in cdk.json; comma-separated string from `-c corsOrigins=https://a,https://b`.
+    if isinstance(raw, str):
+        items = [part.strip() for part in raw.split(",")]
+    elif isinstance(raw, (list, tuple)):
+        items = [_as_str(key, item).strip() for item in raw]
+    else:
+        raise ConfigError(f"cdk.json context {key!r} must be a list of origins, got {raw!r}")
+    return tuple(item for item in items if item)
+
+
+def _as_tags(key: str, raw: Any) -> dict[str, str]:
+    if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
+        raise ConfigError(f"cdk.json context {key!r} must be an object of string tags, got {raw!r}")
+    return dict(raw)
+
+
+_PARSERS: dict[str, Callable[[str, Any], Any]] = {
+    "stack_name": _as_str,
+    "lambda_src": _as_str,
+    "memory_mb": _as_int,
+    "timeout_seconds": _as_int,
+    "architecture": lambda key, raw: _as_str(key, raw).strip().lower(),
+    "num_threads": _as_optional_int,
+    "max_body_bytes": _as_int,
+    "reserved_concurrency": _as_optional_int,
+    "stage_name": _as_str,
+    "throttle_rate_limit": _as_float,
+    "throttle_burst_limit": _as_int,
+    "api_key": _as_bool,
+    "api_key_daily_quota": _as_int,
+    "cors_origins": _as_origins,
+    "alarm_email": _as_optional_str,
+    "log_retention_days": _as_int,
+    "log_level": _as_upper_str,
+    "removal_policy": lambda key, raw: _as_str(key, raw).strip().lower(),
+    "keep_images": _as_int,
+    "service_name": _as_str,
+    "metrics_namespace": _as_str,
+    "tags": _as_tags,
+}

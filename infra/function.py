@@ -1,0 +1,87 @@
+"""The classifier Lambda: the container image from the repository, settings by environment."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct, IDependable
+
+from infra.build_context import BuildContext
+from infra.config import LOG_RETENTION_DAYS, InfraConfig
+from infra.nag import acknowledge
+
+_ARCHITECTURES = {"x86_64": lambda_.Architecture.X86_64, "arm64": lambda_.Architecture.ARM_64}
+# jsii enums carry names, not day counts; both lists run in the same (CloudWatch) order.
+_RETENTION = dict(zip(LOG_RETENTION_DAYS, [m for m in logs.RetentionDays if m.name != "INFINITE"], strict=True))
+
+
+def log_group(scope: Construct, construct_id: str, *, config: InfraConfig) -> logs.LogGroup:
+    """A log group with the configured retention, deleted with the stack when the removal policy is destroy."""
+    return logs.LogGroup(
+        scope,
+        construct_id,
+        retention=_RETENTION[config.log_retention_days],
+        removal_policy=RemovalPolicy.DESTROY if config.destroy_on_delete else RemovalPolicy.RETAIN,
+    )
+
+
+class ClassifierFunction(Construct):
+    """Image-based function running classifier.handler.lambda_handler with active X-Ray tracing."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: InfraConfig,
+        build_context: BuildContext,
+        repository: ecr.IRepository,
+        image_tag: str,
+        image_ready: IDependable,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        environment = {
+            "CLASSIFIER_NUM_THREADS": str(config.threads),
+            "CLASSIFIER_MAX_BODY_BYTES": str(config.max_body_bytes),
+            "POWERTOOLS_SERVICE_NAME": config.service_name,
+            "POWERTOOLS_METRICS_NAMESPACE": config.metrics_namespace,
+            "POWERTOOLS_LOG_LEVEL": config.log_level,
+        }
+        if config.cors_origins:
+            # Proxy integrations return the function's headers untouched, so the handler adds CORS headers.
+            environment["CLASSIFIER_CORS_ORIGINS"] = ",".join(config.cors_origins)
+
+        self.log_group = log_group(self, "Logs", config=config)
+        # Its own role instead of AWSLambdaBasicExecutionRole: write to this one log group, nothing else.
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="BUSI classifier function: its log group and X-Ray only",
+        )
+        self.log_group.grant_write(self.role)
+        self.function = lambda_.DockerImageFunction(
+            self,
+            "Function",
+            description=f"BUSI classifier (research use only), model {build_context.model_name} {build_context.model_version}"[:256],
+            code=lambda_.DockerImageCode.from_ecr(repository, tag_or_digest=image_tag),
+            architecture=_ARCHITECTURES[config.architecture],
+            memory_size=config.memory_mb,
+            timeout=Duration.seconds(config.timeout_seconds),
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=self.log_group,
+            role=self.role,
+            environment=environment,
+            reserved_concurrent_executions=config.reserved_concurrency,
+        )
+        # The function may only be created or updated once the tag it names exists in the repository.
+        self.function.node.add_dependency(image_ready)
+        acknowledge(
+            self.role,
+            "IAM5[Resource::*]",
+            "Active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, which X-Ray only "
+            "grants on Resource '*' (no resource-level permissions exist for them).",
+        )

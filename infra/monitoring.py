@@ -1,0 +1,83 @@
+"""Alarms on the function and the API, optionally e-mailed through an SNS topic."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from infra.config import InfraConfig
+
+PERIOD = Duration.minutes(5)
+# p99 duration above this share of the timeout means requests are close to being cut off.
+DURATION_ALARM_FRACTION = 0.8
+
+
+class Monitoring(Construct):
+    """Function errors, throttles, p99 duration near the timeout, API 5XX; e-mail when alarm_email is set."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: InfraConfig,
+        function: lambda_.IFunction,
+        api: apigw.RestApi,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.topic: sns.Topic | None = None
+        if config.alarm_email:
+            self.topic = sns.Topic(self, "AlarmTopic", display_name=f"{config.stack_name} alarms", enforce_ssl=True)
+            self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
+
+        timeout_ms = config.timeout_seconds * 1000
+        specs = [
+            (
+                "FunctionErrors",
+                function.metric_errors(period=PERIOD, statistic="Sum"),
+                1,
+                "The function raised or timed out (client errors are 4xx responses, not errors).",
+            ),
+            (
+                "FunctionThrottles",
+                function.metric_throttles(period=PERIOD, statistic="Sum"),
+                1,
+                "Invocations were throttled: concurrency limit reached.",
+            ),
+            (
+                "FunctionDurationP99",
+                function.metric_duration(period=PERIOD, statistic="p99"),
+                DURATION_ALARM_FRACTION * timeout_ms,
+                f"p99 duration above {DURATION_ALARM_FRACTION:.0%} of the {config.timeout_seconds} s timeout.",
+            ),
+            (
+                "Api5xx",
+                api.metric_server_error(period=PERIOD, statistic="Sum"),
+                1,
+                "The API answered 5XX (function failure, timeout or integration error).",
+            ),
+        ]
+        self.alarms: dict[str, cloudwatch.Alarm] = {}
+        for name, metric, threshold, description in specs:
+            alarm = cloudwatch.Alarm(
+                self,
+                name,
+                alarm_name=f"{config.stack_name}-{name}",
+                alarm_description=description,
+                metric=metric,
+                threshold=threshold,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                # No traffic is not a failure.
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+            if self.topic is not None:
+                alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
+                alarm.add_ok_action(cw_actions.SnsAction(self.topic))
+            self.alarms[name] = alarm

@@ -1,0 +1,31 @@
+"""The image tag is the asset hash: new model bytes -> new tag -> the function is updated (no reused `latest`)."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+
+from infra.build_context import check_build_context
+from infra.config import InfraConfig
+from infra.image_repository import ImageRepository
+from tests.infra.conftest import copy_lambda_src
+
+
+def _tag(src) -> str:
+    # Constructing is enough: the asset hash is computed from the directory when the asset is created.
+    stack = cdk.Stack(cdk.App(), "Probe")
+    images = ImageRepository(stack, "Image", config=InfraConfig(), build_context=check_build_context(src))
+    return images.image_tag
+
+
+def test_tag_follows_the_bundled_model_and_ignores_what_docker_ignores(tmp_path, tiny_model_dir):
+    src = copy_lambda_src(tmp_path / "lambda_src", tiny_model_dir)
+    first = _tag(src)
+    assert _tag(src) == first  # deterministic: an unchanged tree redeploys nothing
+
+    # A stray file that .dockerignore keeps out of the image must not force a redeploy.
+    (src / "model" / "training-notes.txt").write_text("not part of the image")
+    assert _tag(src) == first
+
+    model = src / "model" / "model.tflite"
+    model.write_bytes(model.read_bytes() + b"\0")  # a retrained model
+    assert _tag(src) != first
