@@ -12,6 +12,8 @@ import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 
+RESULT_PREFIX = "BENCH_COLD_RESULT "
+
 
 def main() -> None:
     model_dir, image_path = sys.argv[1], sys.argv[2]
@@ -24,6 +26,7 @@ def main() -> None:
     t_loaded = time.perf_counter()
     resp = handler(event, LambdaContext())
     t_done = time.perf_counter()
+    sys.stdout.write(RESULT_PREFIX)  # the handler's own log lines share stdout
     json.dump(
         {
             "status": resp.get("statusCode"),
@@ -34,6 +37,7 @@ def main() -> None:
         },
         sys.stdout,
     )
+    sys.stdout.write("\n")
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def local_api(model_dir: Path, *, log_dir: Path, python: str = sys.executable,
     env = dict(os.environ, PYTHONPATH=str(REPO / "lambda_src"), PYTHONUNBUFFERED="1")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [python, "-m", "classifier.local_api", "--model", str(model_dir), "--port", str(port)],
+            [python, "-m", "classifier.local_api", "--model", str(model_dir), "--port", str(port), "--quiet"],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
     server = Server(proc, port, log_path)
@@ -105,12 +105,13 @@ class LoadResult:
     durations: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     exceptions: list[str] = field(default_factory=list)
+    unexpected: list[tuple[int, int]] = field(default_factory=list)  # (payload index, status) not as expected
     bodies: list[tuple[int, bytes]] = field(default_factory=list)  # (payload index, body), when kept
 
     @property
     def errors(self) -> int:
-        """Anything but a 200, or no response at all."""
-        return sum(n for s, n in self.statuses.items() if s != 200) + len(self.exceptions)
+        """Responses whose status was not the expected one (200 unless told), or no response at all."""
+        return len(self.unexpected) + len(self.exceptions)
 
     def summary(self) -> dict:
         return {
@@ -121,13 +122,18 @@ class LoadResult:
             "errors": self.errors,
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "exceptions": self.exceptions[:5],
+            "unexpected": self.unexpected[:5],
             "latency": summarize(self.durations),
         }
 
 
 def generate_load(port: int, payloads: list[tuple[bytes, str]], *, requests: int, concurrency: int,
-                  keep_bodies: bool = False, timeout: float = 60.0) -> LoadResult:
-    """``requests`` POST /predict calls from ``concurrency`` threads, payloads used round-robin."""
+                  expected: list[int] | None = None, keep_bodies: bool = False,
+                  timeout: float = 60.0) -> LoadResult:
+    """``requests`` POST /predict calls from ``concurrency`` threads, payloads used round-robin.
+
+    ``expected[i]`` is the status payload ``i`` must get (default 200); any other counts as an error.
+    """
     counter = iter(range(requests))
     lock = threading.Lock()
     result = LoadResult(concurrency, requests, 0.0)
@@ -138,7 +144,8 @@ def generate_load(port: int, payloads: list[tuple[bytes, str]], *, requests: int
                 i = next(counter, None)
             if i is None:
                 return
-            body, ctype = payloads[i % len(payloads)]
+            k = i % len(payloads)
+            body, ctype = payloads[k]
             t0 = time.perf_counter()
             try:
                 status, data = request(port, "POST", "/predict", body, {"Content-Type": ctype}, timeout)
@@ -150,8 +157,10 @@ def generate_load(port: int, payloads: list[tuple[bytes, str]], *, requests: int
             with lock:
                 result.durations.append(elapsed)
                 result.statuses[status] = result.statuses.get(status, 0) + 1
+                if status != (expected[k] if expected else 200):
+                    result.unexpected.append((k, status))
                 if keep_bodies:
-                    result.bodies.append((i % len(payloads), data))
+                    result.bodies.append((k, data))
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
     t0 = time.perf_counter()

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ._cold_child import RESULT_PREFIX
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -31,7 +33,10 @@ def run(*, model_dir: Path, image: bytes, repeats: int) -> dict:
             wall.append(time.perf_counter() - t0)
             if proc.returncode != 0:
                 raise RuntimeError(f"cold-start child failed:\n{proc.stderr[-3000:]}")
-            out = json.loads(proc.stdout.strip().splitlines()[-1])
+            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_PREFIX)), None)
+            if line is None:
+                raise RuntimeError(f"cold-start child printed no result:\n{proc.stdout[-2000:]}")
+            out = json.loads(line[len(RESULT_PREFIX):])
             inside.append(out["total_s"])
             statuses.append(out["status"])
     return {

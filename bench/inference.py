@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
 from itertools import cycle, islice
 from pathlib import Path
@@ -29,6 +31,15 @@ def _time_requests(call, events: list[dict], n: int, warmup: int, desc: str) -> 
 
 
 def run(
+    *, model_dir: Path, images: list[tuple[str, bytes]], cache_dir: Path, n_ours: int, n_baseline: int
+) -> dict:
+    # The handler logs a JSON line and EMF metrics to stdout per request, as in Lambda: that cost stays
+    # in the measurement, but the lines go to /dev/null instead of the terminal.
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        return _run(model_dir=model_dir, images=images, cache_dir=cache_dir, n_ours=n_ours, n_baseline=n_baseline)
+
+
+def _run(
     *, model_dir: Path, images: list[tuple[str, bytes]], cache_dir: Path, n_ours: int, n_baseline: int
 ) -> dict:
     handler = load_handler(model_dir)

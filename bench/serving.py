@@ -10,28 +10,12 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
+from classifier.lambda_context import LocalContext as LambdaContext  # noqa: F401 (re-exported)
+
 #: Environment variable the handler reads its model folder from (classifier.settings.ENV_MODEL_DIR).
 MODEL_DIR_ENV = "CLASSIFIER_MODEL_DIR"
 
 Handler = Callable[[dict, object], dict]
-
-
-class LambdaContext:
-    """The attributes a Lambda context carries (Powertools' logger reads them)."""
-
-    function_name = "bench-classifier"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:bench-classifier"
-    log_group_name = "/aws/lambda/bench-classifier"
-    log_stream_name = "bench"
-
-    def __init__(self) -> None:
-        self.aws_request_id = str(uuid.uuid4())
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 30_000
 
 
 def rest_event(

@@ -45,6 +45,15 @@ def call(service: Service, labels: list[str]):
     return _call
 
 
+@pytest.fixture(scope="module")
+def api_server(tiny_model_dir: Path, tmp_path_factory):
+    """The local API as a real separate process (``python -m classifier.local_api``) on a loopback port."""
+    from bench.api_load import local_api
+
+    with local_api(tiny_model_dir, log_dir=tmp_path_factory.mktemp("local_api")) as server:
+        yield server
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if CASES:
         total = sum(CASES.values())
