@@ -1,0 +1,123 @@
+"""The image needs nothing but lambda_src/requirements.txt: a fresh venv from exactly that file runs the handler.
+
+Also checks that the pinned requirements resolve to wheels for the image's
+Python (3.12) on both Lambda architectures, as `pip install` in the Dockerfile will.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CONTEXT = REPO / "lambda_src"
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = textwrap.dedent('''
+    import base64, importlib.util, json, sys
+    for heavy in ("tensorflow", "keras", "model_training"):
+        assert importlib.util.find_spec(heavy) is None, heavy + " is importable in the clean venv"
+    from classifier.handler import lambda_handler, default_service
+    from classifier.lambda_context import LocalContext
+    assert default_service()._engine is not None, "the model was not loaded at import (init phase)"
+    png = open(sys.argv[1], "rb").read()
+    b64 = base64.b64encode(png).decode()
+    events = {
+        "raw": {"httpMethod": "POST", "path": "/predict", "resource": "/predict",
+                "headers": {"content-type": "image/png"}, "body": b64, "isBase64Encoded": True,
+                "requestContext": {"requestId": "clean-venv-1"}},
+        "json": {"httpMethod": "POST", "path": "/predict", "resource": "/predict",
+                 "headers": {"Content-Type": "application/json"}, "body": json.dumps({"image": b64}),
+                 "isBase64Encoded": False, "requestContext": {"requestId": "clean-venv-2"}},
+        "health": {"httpMethod": "GET", "path": "/health", "resource": "/health", "headers": {},
+                   "body": None, "isBase64Encoded": False, "requestContext": {"requestId": "clean-venv-3"}},
+        "bad": {"httpMethod": "POST", "path": "/predict", "resource": "/predict",
+                "headers": {"Content-Type": "image/png"}, "body": base64.b64encode(b"nope").decode(),
+                "isBase64Encoded": True, "requestContext": {"requestId": "clean-venv-4"}},
+    }
+    out = {}
+    for name, event in events.items():
+        r = lambda_handler(event, LocalContext())
+        out[name] = {"status": r["statusCode"], "body": json.loads(r["body"])}
+    print("RESULT " + json.dumps(out))
+''')
+
+
+def _dockerfile_env(task_root: Path) -> dict[str, str]:
+    text = re.sub(r"\\\n", " ", (CONTEXT / "Dockerfile").read_text())
+    env = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            for key, value in re.findall(r"([A-Z_]+)=(\S+)", line):
+                env[key] = value.replace("${LAMBDA_TASK_ROOT}", str(task_root))
+    return env
+
+
+def test_handler_runs_in_a_venv_built_from_the_image_requirements(tmp_path, tiny_model_dir):
+    start = time.monotonic()
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    py = venv / "bin" / "python"
+    pip = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                          "-r", str(CONTEXT / "requirements.txt")], capture_output=True, text=True, timeout=300)
+    assert pip.returncode == 0, pip.stdout + pip.stderr
+    install_s = time.monotonic() - start
+
+    # $LAMBDA_TASK_ROOT as the Dockerfile lays it out: classifier/ and model/ side by side.
+    task = tmp_path / "task"
+    shutil.copytree(CONTEXT / "classifier", task / "classifier",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(tiny_model_dir, task / "model")
+    png = tmp_path / "us.png"
+    shutil.copy(REPO / "examples" / "benign.png", png)
+
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "LAMBDA_TASK_ROOT": str(task),
+           "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001", "PYTHONNOUSERSITE": "1", "PYTHONPATH": str(task),
+           "POWERTOOLS_METRICS_DISABLED": "true", **_dockerfile_env(task)}
+    run = subprocess.run([str(py), "-c", SCRIPT, str(png)], capture_output=True, text=True, timeout=120,
+                         cwd=str(task), env=env)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (line,) = [ln for ln in run.stdout.splitlines() if ln.startswith("RESULT ")]
+    out = json.loads(line[len("RESULT "):])
+    for name in ("raw", "json"):
+        assert out[name]["status"] == 200
+        probs = out[name]["body"]["probabilities"]
+        assert set(probs) == {"normal", "benign", "malignant"} and sum(probs.values()) == pytest.approx(1.0)
+    assert out["raw"]["body"] == out["json"]["body"]
+    assert out["health"]["status"] == 200 and out["health"]["body"]["status"] == "ok"
+    assert (out["bad"]["status"], out["bad"]["body"]["error"]["code"]) == (400, "not_an_image")
+
+    # `make demo` runs in exactly such a venv: the demo, local API and client need nothing more either.
+    demo = subprocess.run([str(py), "-m", "classifier.demo", "--model", str(task / "model"),
+                           "--examples", str(REPO / "examples")], capture_output=True, text=True, timeout=120,
+                          cwd=str(task), env={k: v for k, v in env.items() if k != "AWS_LAMBDA_RUNTIME_API"})
+    assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
+    assert "3/3 answered" in demo.stdout
+    print(f"clean venv: install {install_s:.0f} s, total {time.monotonic() - start:.0f} s")
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
+def test_requirements_resolve_to_wheels_for_the_lambda_image(tmp_path, arch):
+    """pip's own resolver, for Python 3.12 on manylinux (glibc 2.34 in the image): binary wheels only."""
+    platforms = [f"--platform=manylinux_2_{minor}_{arch}" for minor in range(17, 35)] + [f"--platform=manylinux2014_{arch}"]
+    report = tmp_path / "report.json"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed",
+                           "--disable-pip-version-check", "--only-binary=:all:", "--python-version=3.12",
+                           *platforms, "--target", str(tmp_path / "t"), "--report", str(report),
+                           "-r", str(CONTEXT / "requirements.txt")], capture_output=True, text=True, timeout=240)
+    if proc.returncode != 0 and ("Could not fetch" in proc.stderr or "NewConnectionError" in proc.stderr):
+        pytest.skip(f"no package index reachable: {proc.stderr[-300:]}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    wheels = [item["download_info"]["url"].rsplit("/", 1)[-1] for item in json.loads(report.read_text())["install"]]
+    litert = [w for w in wheels if w.startswith("ai_edge_litert-")]
+    assert litert and "cp312" in litert[0] and arch in litert[0]
