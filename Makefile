@@ -21,7 +21,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install demo test serve train evaluate audit synth deploy destroy bench lint clean
+.PHONY: help install demo test serve train evaluate audit synth bootstrap deploy destroy bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -68,6 +68,10 @@ CDK := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx --no-install cdk
 synth: $(VENV)/.installed ## cdk synth with the pinned CLI (offline, no Docker needed); writes cdk.out/
 	$(CDK) synth --quiet --no-notices $(CDK_ARGS)
 	@echo "template and image asset written to cdk.out/ (ls cdk.out/*.template.json)"
+
+bootstrap: $(VENV)/.installed ## cdk bootstrap: once per AWS account and region, before the first deploy
+	@$(PY) -m infra.preflight --no-docker
+	$(CDK) bootstrap --no-notices $(CDK_ARGS)
 
 # BUILDX_NO_DEFAULT_ATTESTATIONS: build a plain single-platform image (Lambda refuses attestation manifests).
 deploy: $(VENV)/.installed ## cdk deploy (needs Docker with buildx, AWS credentials, `cdk bootstrap` once)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_logs as logs
 from cdk_ecr_deployment import DockerImageName, ECRDeployment
 from constructs import Construct
 
@@ -64,14 +65,21 @@ class ImageRepository(Construct):
             dest=DockerImageName(f"{self.repository.repository_uri}:{self.image_tag}"),
             image_arch=[_IMAGE_ARCH[config.architecture]],
         )
-        self._acknowledge_copy_function()
+        self._tidy_copy_function(config)
 
-    def _acknowledge_copy_function(self) -> None:
-        """cdk-ecr-deployment's copy function is a stack-level singleton, outside this construct's subtree."""
+    def _tidy_copy_function(self, config: InfraConfig) -> None:
+        """cdk-ecr-deployment's copy function is a stack-level singleton, outside this construct's subtree:
+        give its log group our retention and removal policy (the library keeps it 2 years, retained), and
+        acknowledge its IAM findings."""
         copiers = [c for c in Stack.of(self).node.children if c.node.id.startswith("Custom::CDKECRDeployment")]
         if not copiers:
             raise RuntimeError("cdk-ecr-deployment's copy function was not found: did its construct id change?")
         for copier in copiers:
+            for log_group in (c for c in copier.node.find_all() if isinstance(c, logs.CfnLogGroup)):
+                log_group.retention_in_days = config.log_retention_days
+                log_group.apply_removal_policy(
+                    RemovalPolicy.DESTROY if config.destroy_on_delete else RemovalPolicy.RETAIN
+                )
             acknowledge(
                 copier,
                 "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",

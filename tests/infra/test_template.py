@@ -58,10 +58,19 @@ def test_retain_keeps_repository_images_and_logs(variant: Template, variant_stac
         "AWS::ECR::Repository",
         {"Properties": Match.object_like({"EmptyOnDelete": False}), "DeletionPolicy": "Retain"},
     )
-    for name, group in variant_stack.resources("AWS::Logs::LogGroup").items():
-        if "CDKECRDeployment" not in name:  # the copy function's own log group is the library's
-            assert group["DeletionPolicy"] == "Retain", name
-            assert group["Properties"]["RetentionInDays"] == 90, name
+    groups = variant_stack.resources("AWS::Logs::LogGroup")
+    assert len(groups) == 3  # function, API access logs, the image-copy function
+    for name, group in groups.items():
+        assert group["DeletionPolicy"] == "Retain", name
+        assert group["Properties"]["RetentionInDays"] == 90, name
+
+
+def test_destroy_removes_every_log_group_with_the_stack(default_stack: Synthesized):
+    groups = default_stack.resources("AWS::Logs::LogGroup")
+    assert len(groups) == 3
+    for name, group in groups.items():
+        assert group["DeletionPolicy"] == "Delete", name
+        assert group["Properties"]["RetentionInDays"] == 30, name
 
 
 def test_image_is_copied_under_the_asset_hash_and_the_function_waits_for_it(default_stack: Synthesized):
