@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         ("cold_start", lambda: cold_start.run(model_dir=model_dir, image=images[0][1], repeats=args.cold_repeats)),
         ("local_api", lambda: api_load.run(model_dir=model_dir, images=images, log_dir=args.cache,
                                            levels=args.api_levels)),
-        ("training", lambda: training_cost.run(model_dir=model_dir, report_dir=args.report_dir)),
+        ("training", lambda: training_cost.run(model_dir=model_dir)),
         ("sizes", lambda: sizes.run(model_dir=model_dir, extra_model_dirs=[args.report_dir], cache_dir=args.cache,
                                     base_image_mb=args.base_image_mb or sizes.BASE_IMAGE_MB_ASSUMED)),
     ]
