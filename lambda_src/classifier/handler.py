@@ -24,7 +24,7 @@ from .engine import Engine
 from .errors import ClientError, MethodNotAllowed, ModelLoadError, NotFound
 from .lambda_context import LocalContext
 from .model_card import DISCLAIMER
-from .request_body import extract_image
+from .request_body import extract_image, header
 from .settings import Settings, SettingsError
 
 #: path -> the methods it serves; anything else on a known path is a 405.
@@ -152,6 +152,13 @@ class Service:
         def not_found(_exc: Exception) -> Response:
             path = app.current_event.path
             allowed = ROUTES.get(path)
+            if allowed and app.current_event.http_method == "OPTIONS" and self.settings.cors_origins:
+                # A browser's preflight (API Gateway answers it itself when deployed with CORS).
+                return Response(status_code=204, body="", headers={
+                    "Access-Control-Allow-Methods": ", ".join((*allowed, "OPTIONS")),
+                    "Access-Control-Allow-Headers": "Content-Type, X-Api-Key",
+                    "Access-Control-Max-Age": "600",
+                })
             if allowed:
                 error = MethodNotAllowed(f"{app.current_event.http_method} is not allowed on {path}; use {', '.join(allowed)}")
                 return self._error(error.status, error.code, error.message, {"Allow": ", ".join(allowed)})
@@ -204,6 +211,7 @@ class Service:
         except Exception:  # an event the resolver cannot even read
             self.logger.exception("unexpected error outside the routes")
             response = _raw_json(500, _fallback_500(self._context_request_id))
+        self._add_cors_headers(event, response)
         status = int(response.get("statusCode", 500))
         latency_ms = _ms_since(start)
         if self.settings.metrics_enabled:
@@ -219,6 +227,25 @@ class Service:
                    "latency_ms": latency_ms, "label": self._label},
         )
         return response
+
+    def _add_cors_headers(self, event: Mapping[str, Any], response: dict) -> None:
+        """Proxy integrations pass the function's headers through, so CORS headers come from here."""
+        origins = self.settings.cors_origins
+        origin = header(event, "origin") if isinstance(event, Mapping) else None
+        if not origins or not origin:
+            return
+        if "*" in origins:
+            extra = {"Access-Control-Allow-Origin": "*"}
+        elif origin in origins:
+            extra = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+        else:
+            return
+        multi = response.get("multiValueHeaders")
+        if multi is not None:
+            for key, value in extra.items():
+                multi[key] = [value]
+        else:
+            response.setdefault("headers", {}).update(extra)
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict:
         context = context if context is not None else LocalContext()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,8 +17,9 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "model"
 #: 4.5 MB of raw body: base64-encoded by API Gateway it is 6.0 MB, just under
 #: Lambda's 6 MB (6,291,456 bytes) synchronous payload limit with the event's headers.
 DEFAULT_MAX_BODY_BYTES = 4_500_000
-#: Bodies above this could not reach the Lambda once base64-encoded.
-HARD_MAX_BODY_BYTES = 4_700_000
+#: Bodies above this could not reach the Lambda once base64-encoded (with 64 KiB for
+#: headers and request context); the CDK config uses the same bound.
+HARD_MAX_BODY_BYTES = 6_291_456 * 3 // 4 - 64 * 1024
 
 ENV_MODEL_DIR = "CLASSIFIER_MODEL_DIR"
 ENV_NUM_THREADS = "CLASSIFIER_NUM_THREADS"
@@ -25,6 +27,8 @@ ENV_MAX_BODY_BYTES = "CLASSIFIER_MAX_BODY_BYTES"
 ENV_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 ENV_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
 ENV_LOG_LEVEL = "POWERTOOLS_LOG_LEVEL"
+#: Comma-separated origins allowed to call the API from a browser ("*" for any); empty: no CORS headers.
+ENV_CORS_ORIGINS = "CLASSIFIER_CORS_ORIGINS"
 #: Powertools' own switch; read here too so the handler skips metrics work when it is set.
 ENV_METRICS_DISABLED = "POWERTOOLS_METRICS_DISABLED"
 
@@ -44,6 +48,7 @@ class Settings:
     metrics_namespace: str = "BusiClassifier"
     log_level: str = "INFO"
     metrics_enabled: bool = True
+    cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_dir", Path(self.model_dir))
@@ -57,6 +62,10 @@ class Settings:
         if self.log_level.upper() not in _LOG_LEVELS:
             raise SettingsError(f"{ENV_LOG_LEVEL} must be one of {', '.join(_LOG_LEVELS)}, not {self.log_level!r}")
         object.__setattr__(self, "log_level", self.log_level.upper())
+        object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
+        for origin in self.cors_origins:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s,]+", origin):
+                raise SettingsError(f"{ENV_CORS_ORIGINS}: {origin!r} is not '*' or an origin like https://host[:port]")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -70,6 +79,7 @@ class Settings:
             metrics_namespace=env.get(ENV_METRICS_NAMESPACE) or defaults.metrics_namespace,
             log_level=env.get(ENV_LOG_LEVEL) or defaults.log_level,
             metrics_enabled=not _bool(env, ENV_METRICS_DISABLED, False),
+            cors_origins=tuple(o.strip() for o in (env.get(ENV_CORS_ORIGINS) or "").split(",") if o.strip()),
         )
 
 

@@ -155,6 +155,23 @@ def test_other_routes_and_methods(service, method, path, status, code, allow):
     assert headers.get("allow") == allow
 
 
+def test_cors_headers_only_for_allowed_origins(tiny_model_dir):
+    svc = create_service(Settings(model_dir=tiny_model_dir, log_level="WARNING", metrics_enabled=False,
+                                  cors_origins=("https://ok.example",)))
+    ok = svc(predict_raw(image_bytes(), headers={"Origin": "https://ok.example"}), LocalContext())
+    assert _headers(ok)["access-control-allow-origin"] == "https://ok.example" and _headers(ok)["vary"] == "Origin"
+    err = svc(rest_event("GET", "/nope", headers={"origin": "https://ok.example"}), LocalContext())
+    assert err["statusCode"] == 404 and _headers(err)["access-control-allow-origin"] == "https://ok.example"
+    other = svc(predict_raw(image_bytes(), headers={"Origin": "https://evil.example"}), LocalContext())
+    assert "access-control-allow-origin" not in _headers(other)
+    preflight = svc(rest_event("OPTIONS", "/predict", headers={"Origin": "https://ok.example"}), LocalContext())
+    assert preflight["statusCode"] == 204 and "POST" in _headers(preflight)["access-control-allow-methods"]
+    # without CORS settings: no headers, and OPTIONS is just another method
+    plain = create_service(Settings(model_dir=tiny_model_dir, log_level="WARNING", metrics_enabled=False))
+    response = plain(rest_event("OPTIONS", "/predict", headers={"Origin": "https://ok.example"}), LocalContext())
+    assert response["statusCode"] == 405 and "access-control-allow-origin" not in _headers(response)
+
+
 # -- client errors: status and code -------------------------------------------------------------------
 
 def _tiny_png():

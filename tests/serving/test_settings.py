@@ -22,10 +22,11 @@ def test_environment_overrides():
     s = Settings.from_env({
         "CLASSIFIER_MODEL_DIR": "/opt/m", "CLASSIFIER_NUM_THREADS": " 2 ", "CLASSIFIER_MAX_BODY_BYTES": "1_000_000",
         "POWERTOOLS_SERVICE_NAME": "svc", "POWERTOOLS_METRICS_NAMESPACE": "Ns", "POWERTOOLS_LOG_LEVEL": "debug",
-        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_METRICS_DISABLED": "true", "CLASSIFIER_CORS_ORIGINS": "https://a.example, http://b:8000",
     })
     assert s == Settings(model_dir=Path("/opt/m"), num_threads=2, max_body_bytes=1_000_000, service_name="svc",
-                         metrics_namespace="Ns", log_level="DEBUG", metrics_enabled=False)
+                         metrics_namespace="Ns", log_level="DEBUG", metrics_enabled=False,
+                         cors_origins=("https://a.example", "http://b:8000"))
 
 
 @pytest.mark.parametrize("env, fragment", [
@@ -35,6 +36,7 @@ def test_environment_overrides():
     ({"CLASSIFIER_MAX_BODY_BYTES": "-5"}, "CLASSIFIER_MAX_BODY_BYTES"),
     ({"POWERTOOLS_LOG_LEVEL": "LOUD"}, "POWERTOOLS_LOG_LEVEL"),
     ({"POWERTOOLS_METRICS_DISABLED": "maybe"}, "true or false"),
+    ({"CLASSIFIER_CORS_ORIGINS": "https://a/path"}, "CLASSIFIER_CORS_ORIGINS"),
 ])
 def test_bad_values_name_the_variable(env, fragment):
     with pytest.raises(SettingsError) as info:
