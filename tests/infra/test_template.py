@@ -256,6 +256,13 @@ def test_cors_preflight_only_when_origins_are_configured(default_stack: Synthesi
     assert {"OPTIONS predict", "OPTIONS health"} <= set(options)
     preflight = json.dumps(options["OPTIONS predict"]["Integration"])
     assert "https://research.example.org" in preflight
+    # Errors API Gateway answers itself carry the origin too, or browsers would hide them.
+    for response in variant_stack.resources("AWS::ApiGateway::GatewayResponse").values():
+        headers = response["Properties"]["ResponseParameters"]
+        assert headers["gatewayresponse.header.Access-Control-Allow-Origin"] == "'https://research.example.org'"
+    # Without corsOrigins, no CORS header anywhere.
+    for response in default_stack.resources("AWS::ApiGateway::GatewayResponse").values():
+        assert "ResponseParameters" not in response["Properties"]
 
 
 def _render(template: str) -> str:
