@@ -10,10 +10,11 @@ from infra.image_repository import ImageRepository
 from tests.infra.conftest import copy_lambda_src
 
 
-def _tag(src) -> str:
+def _tag(src, architecture: str = "x86_64") -> str:
     # Constructing is enough: the asset hash is computed from the directory when the asset is created.
     stack = cdk.Stack(cdk.App(), "Probe")
-    images = ImageRepository(stack, "Image", config=InfraConfig(), build_context=check_build_context(src))
+    config = InfraConfig(architecture=architecture)
+    images = ImageRepository(stack, "Image", config=config, build_context=check_build_context(src))
     return images.image_tag
 
 
@@ -21,6 +22,8 @@ def test_tag_follows_the_bundled_model_and_ignores_what_docker_ignores(tmp_path,
     src = copy_lambda_src(tmp_path / "lambda_src", tiny_model_dir)
     first = _tag(src)
     assert _tag(src) == first  # deterministic: an unchanged tree redeploys nothing
+    # An arm64 image is a different image: it must not reuse the x86_64 tag (the repository's tags are immutable).
+    assert _tag(src, "arm64") != first
 
     # A stray file that .dockerignore keeps out of the image must not force a redeploy.
     (src / "model" / "training-notes.txt").write_text("not part of the image")
