@@ -104,6 +104,11 @@ def markdown(results: dict) -> str:
                 "", f"Speed-up (p50, JSON vs JSON): **{inf.get('speedup_p50')}x**; mean: {inf.get('speedup_mean')}x. "
                 f"Baseline model {_get(inf, 'baseline', 'model_mb')} MB, random weights, "
                 "nearest resize, ImageNet normalisation in numpy.", ""]
+        bd = inf.get("breakdown_p50_ms") or {}
+        if bd:
+            out += [f"Where our time goes (p50 of each step, same images): PNG/JPEG decode {bd.get('decode_rgb')} ms, "
+                    f"resize {bd.get('resize')} ms, LiteRT invoke {bd.get('invoke')} ms; the rest of the handler "
+                    "(base64, request parsing, JSON, Powertools logging and metrics) is the difference to the p50 above.", ""]
     if cold:
         out += ["## Cold start", "",
                 f"Median of {cold.get('repeats')} new processes: **{cold.get('median_s')} s** "
