@@ -82,8 +82,8 @@ destroy: $(VENV)/.installed ## delete the stack (with removalPolicy destroy, als
 	@$(PY) -m infra.preflight --no-docker
 	$(CDK) destroy --force --no-notices $(CDK_ARGS)
 
-bench: $(VENV)/.installed ## benchmarks; writes bench/results.json and bench/results.md
-	$(PY) -m bench
+bench: $(VENV)/.installed ## benchmarks vs the original serving path; writes bench/results.{json,md} and the README table
+	$(PY) -m bench --readme README.md $(BENCH_ARGS)
 
 lint: $(VENV)/.installed ## hadolint on the Dockerfile, cdk synth (cdk-nag) + cfn-lint on the template
 	$(VENV)/bin/hadolint lambda_src/Dockerfile
