@@ -62,6 +62,7 @@ class Service:
         self._load_lock = threading.Lock()
         self._invoke_lock = threading.Lock()
         self._label: str | None = None
+        self._context_request_id = "unknown"
         self._routes()
         self._handle = self._wrap(self._invoke)
 

@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides: dict[str, Any] = {}
     if args.model:
         overrides["model_dir"] = args.model
-    if args.threads:
+    if args.threads is not None:
         overrides["num_threads"] = args.threads
     try:
         settings = dataclasses.replace(Settings.from_env(), **overrides)
@@ -306,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {args.host}: anyone who can reach this machine can call the API "
+              "(there is no authentication here)", file=sys.stderr)
     card = service.engine().card
     print(f"serving {card.name} {card.version} on {server.url} (POST /predict, GET /health); Ctrl-C stops",
           file=sys.stderr)
