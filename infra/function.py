@@ -14,8 +14,16 @@ from infra.config import LOG_RETENTION_DAYS, InfraConfig
 from infra.nag import acknowledge
 
 _ARCHITECTURES = {"x86_64": lambda_.Architecture.X86_64, "arm64": lambda_.Architecture.ARM_64}
-# jsii enums carry names, not day counts; both lists run in the same (CloudWatch) order.
-_RETENTION = dict(zip(LOG_RETENTION_DAYS, [m for m in logs.RetentionDays if m.name != "INFINITE"], strict=True))
+# jsii enums carry names, not day counts.
+_R = logs.RetentionDays
+RETENTION = {
+    1: _R.ONE_DAY, 3: _R.THREE_DAYS, 5: _R.FIVE_DAYS, 7: _R.ONE_WEEK, 14: _R.TWO_WEEKS, 30: _R.ONE_MONTH,
+    60: _R.TWO_MONTHS, 90: _R.THREE_MONTHS, 120: _R.FOUR_MONTHS, 150: _R.FIVE_MONTHS, 180: _R.SIX_MONTHS,
+    365: _R.ONE_YEAR, 400: _R.THIRTEEN_MONTHS, 545: _R.EIGHTEEN_MONTHS, 731: _R.TWO_YEARS, 1096: _R.THREE_YEARS,
+    1827: _R.FIVE_YEARS, 2192: _R.SIX_YEARS, 2557: _R.SEVEN_YEARS, 2922: _R.EIGHT_YEARS, 3288: _R.NINE_YEARS,
+    3653: _R.TEN_YEARS,
+}
+assert tuple(RETENTION) == LOG_RETENTION_DAYS, "infra.config.LOG_RETENTION_DAYS and RETENTION disagree"
 
 
 def log_group(scope: Construct, construct_id: str, *, config: InfraConfig) -> logs.LogGroup:
@@ -23,7 +31,7 @@ def log_group(scope: Construct, construct_id: str, *, config: InfraConfig) -> lo
     return logs.LogGroup(
         scope,
         construct_id,
-        retention=_RETENTION[config.log_retention_days],
+        retention=RETENTION[config.log_retention_days],
         removal_policy=RemovalPolicy.DESTROY if config.destroy_on_delete else RemovalPolicy.RETAIN,
     )
 

@@ -1,4 +1,4 @@
-"""The image tag is the asset hash: new model bytes -> new tag -> the function is updated (no reused `latest`)."""
+"""Single constructs, built without a full synth: the image tag (the asset hash) and log retention."""
 
 from __future__ import annotations
 
@@ -32,3 +32,16 @@ def test_tag_follows_the_bundled_model_and_ignores_what_docker_ignores(tmp_path,
     model = src / "model" / "model.tflite"
     model.write_bytes(model.read_bytes() + b"\0")  # a retrained model
     assert _tag(src) != first
+
+
+def test_every_allowed_retention_reaches_the_template():
+    from aws_cdk.assertions import Template
+
+    from infra.config import LOG_RETENTION_DAYS
+    from infra.function import log_group
+
+    stack = cdk.Stack(cdk.App(), "Probe")
+    for days in LOG_RETENTION_DAYS:
+        log_group(stack, f"Logs{days}", config=InfraConfig(log_retention_days=days))
+    found = sorted(g["Properties"]["RetentionInDays"] for g in Template.from_stack(stack).find_resources("AWS::Logs::LogGroup").values())
+    assert found == sorted(LOG_RETENTION_DAYS)
