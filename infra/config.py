@@ -20,7 +20,7 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 # Lambda gives one full vCPU at 1769 MB and CPU in proportion to memory around it.
 MB_PER_VCPU = 1769
 # A synchronous Lambda invocation carries at most 6 MB; API Gateway base64-encodes binary
-# bodies (x4/3) inside a JSON event, so ~4.4 MB of raw image is the most that can arrive.
+# bodies (x4/3) inside a JSON event, so ~4.6 MB of raw image is the most that can arrive.
 LAMBDA_EVENT_LIMIT_BYTES = 6 * 1024 * 1024
 MAX_RAW_BODY_BYTES = LAMBDA_EVENT_LIMIT_BYTES * 3 // 4 - 64 * 1024  # leave room for headers and context
 
