@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local-API load as CONCURRENCY:REQUESTS,... (default 1:300,4:800,16:1600)")
     p.add_argument("--base-image-mb", type=float, default=None,
                    help="size to assume for public.ecr.aws/lambda/python:3.12 (not measurable here)")
+    p.add_argument("--deps-python", default=None,
+                   help="Python to install the Lambda dependencies with (default: python3.12 if on PATH, "
+                        "the image's version; else this one)")
     p.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     p.add_argument("--quick", action="store_true", help="small counts for a smoke run (numbers not for reporting)")
     p.add_argument("--readme", type=Path, default=None,
@@ -97,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                                            levels=args.api_levels)),
         ("training", lambda: training_cost.run(model_dir=model_dir)),
         ("sizes", lambda: sizes.run(model_dir=model_dir, extra_model_dirs=[args.report_dir], cache_dir=args.cache,
-                                    base_image_mb=args.base_image_mb or sizes.BASE_IMAGE_MB_ASSUMED)),
+                                    base_image_mb=args.base_image_mb or sizes.BASE_IMAGE_MB_ASSUMED,
+                                    deps_python=args.deps_python)),
     ]
     section_of = {"inference": "inference", "cold_start": "cold", "local_api": "api",
                   "training": "training", "sizes": "sizes"}
