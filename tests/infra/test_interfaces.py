@@ -30,3 +30,11 @@ def test_environment_names_and_defaults_are_the_handlers(default_stack: Synthesi
     assert parsed.max_body_bytes == settings.DEFAULT_MAX_BODY_BYTES == InfraConfig().max_body_bytes
     assert parsed.service_name == InfraConfig().service_name
     assert MAX_RAW_BODY_BYTES <= settings.HARD_MAX_BODY_BYTES
+
+
+def test_cors_origins_reach_the_handler_in_a_form_it_accepts(variant_stack: Synthesized):
+    (function,) = [
+        f for name, f in variant_stack.resources("AWS::Lambda::Function").items() if name.startswith("Classifier")
+    ]
+    env = function["Properties"]["Environment"]["Variables"]
+    assert settings.Settings.from_env(env).cors_origins == ("https://research.example.org",)
