@@ -15,6 +15,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -42,17 +43,45 @@ def ensure_model(cache_dir: Path) -> Path:
     return path
 
 
-def original_handler(event: dict, model_path: Path, num_threads: int = 1) -> dict:
-    """One request through the original path; returns an API Gateway proxy response."""
-    payload = json.loads(event["body"])
-    img = Image.open(io.BytesIO(base64.b64decode(payload["image"]))).convert("RGB")
+def _preprocess(image: bytes) -> np.ndarray:
+    img = Image.open(io.BytesIO(image)).convert("RGB")
     img = img.resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.NEAREST)
-    x = np.asarray(img, dtype=np.float32)[..., ::-1] - _IMAGENET_BGR_MEAN
+    return np.asarray(img, dtype=np.float32)[..., ::-1] - _IMAGENET_BGR_MEAN
+
+
+def _new_interpreter(model_path: Path, num_threads: int) -> Interpreter:
     interpreter = Interpreter(model_path=str(model_path), num_threads=num_threads)  # per request, as before
     interpreter.allocate_tensors()
+    return interpreter
+
+
+def _invoke(interpreter: Interpreter, x: np.ndarray) -> np.ndarray:
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     interpreter.set_tensor(inp["index"], x[np.newaxis].astype(np.float32))
     interpreter.invoke()
-    probs = interpreter.get_tensor(out["index"])[0]
+    return interpreter.get_tensor(out["index"])[0]
+
+
+def original_handler(event: dict, model_path: Path, num_threads: int = 1) -> dict:
+    """One request through the original path; returns an API Gateway proxy response."""
+    payload = json.loads(event["body"])
+    x = _preprocess(base64.b64decode(payload["image"]))
+    probs = _invoke(_new_interpreter(model_path, num_threads), x)
     body = {label: f"{p * 100:.2f}%" for label, p in zip(LABELS, probs)}
     return {"statusCode": 200, "body": json.dumps(body)}
+
+
+def breakdown(model_path: Path, images: list[bytes], num_threads: int = 1) -> dict:
+    """p50 of each step of the original path: decode + resize + normalise, new interpreter, invoke."""
+    t_pre, t_new, t_inv = [], [], []
+    for image in images:
+        t0 = time.perf_counter()
+        x = _preprocess(image)
+        t1 = time.perf_counter()
+        interpreter = _new_interpreter(model_path, num_threads)
+        t2 = time.perf_counter()
+        _invoke(interpreter, x)
+        t3 = time.perf_counter()
+        t_pre.append(t1 - t0), t_new.append(t2 - t1), t_inv.append(t3 - t2)
+    return {name: round(float(np.median(v)) * 1000, 3)
+            for name, v in (("decode_resize_normalise", t_pre), ("new_interpreter", t_new), ("invoke", t_inv))}

@@ -109,6 +109,12 @@ def markdown(results: dict) -> str:
             out += [f"Where our time goes (p50 of each step, same images): PNG/JPEG decode {bd.get('decode_rgb')} ms, "
                     f"resize {bd.get('resize')} ms, LiteRT invoke {bd.get('invoke')} ms; the rest of the handler "
                     "(base64, request parsing, JSON, Powertools logging and metrics) is the difference to the p50 above.", ""]
+        bb = inf.get("baseline_breakdown_p50_ms") or {}
+        if bb:
+            out += [f"Original path, same images: decode + nearest resize + normalise {bb.get('decode_resize_normalise')} ms, "
+                    f"new interpreter {bb.get('new_interpreter')} ms, invoke {bb.get('invoke')} ms. "
+                    f"Model part alone (new interpreter + invoke vs our invoke): **{inf.get('speedup_model_only_p50')}x**. "
+                    "Both paths pay for decoding the image, which bounds the end-to-end ratio.", ""]
     if cold:
         out += ["## Cold start", "",
                 f"Median of {cold.get('repeats')} new processes: **{cold.get('median_s')} s** "
