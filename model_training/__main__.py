@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=d.fine_tune_lr, help="stage-2 learning rate (Adam)")
     t.add_argument("--batch-size", type=int, default=d.batch_size)
     t.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs) on val loss")
+    t.add_argument("--ensemble", type=int, default=d.ensemble,
+                   help="fine-tune this many models (different seeds); their average is served if validation log-loss improves")
     t.add_argument("--head-units", type=_ints, default=d.head_units, help="head search: hidden units (0 = linear), comma list")
     t.add_argument("--head-dropout", type=_floats, default=d.head_dropout, help="head search: dropout, comma list")
     t.add_argument("--head-lr", type=_floats, default=d.head_lr, help="head search: learning rates, comma list")
@@ -67,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--keep-conflicts", action="store_true", help="keep duplicate groups whose labels disagree")
     t.add_argument("--skip-bad", action="store_true", help="leave unreadable images out with a warning instead of failing")
     t.add_argument("--name", default=d.name, help="model name in model.json")
+    t.add_argument("--no-test", action="store_true",
+                   help="explore settings: stop after the validation choices, never touching the test split")
 
     a = sub.add_parser("audit", help="duplicate/conflict audit of a data folder (prints it, writes JSON)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -99,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                 keep_conflicts=args.keep_conflicts, skip_bad=args.skip_bad, head_units=args.head_units,
                 head_dropout=args.head_dropout, head_lr=args.head_lr, head_epochs=args.head_epochs,
                 epochs=args.epochs, unfreeze=args.unfreeze, fine_tune_lr=args.lr, batch_size=args.batch_size,
-                patience=args.patience, tta_flip=args.tta_flip, quantize=args.quantize, name=args.name,
+                patience=args.patience, ensemble=args.ensemble, tta_flip=args.tta_flip, quantize=args.quantize, name=args.name,
+                evaluate_test=not args.no_test,
             ))
         elif args.command == "audit":
             from . import audit

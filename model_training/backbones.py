@@ -36,6 +36,32 @@ class TemperatureSoftmax(keras.layers.Layer):
         return super().get_config() | {"temperature": self.temperature}
 
 
+@keras.saving.register_keras_serializable(package="model_training")
+class FeatureStandardize(keras.layers.Layer):
+    """(x - mean) / std with constants from the training features. Unlike keras Normalization it
+    has no epsilon floor on std, so even the tiny features of a randomly initialised backbone
+    (weights=none, used by the tests) reach the head at unit scale."""
+
+    def __init__(self, mean=None, std=None, **kwargs):
+        super().__init__(**kwargs)
+        self.mean_values = [float(v) for v in (mean if mean is not None else [])]
+        self.std_values = [float(v) for v in (std if std is not None else [])]
+
+    def build(self, input_shape):
+        dim = int(input_shape[-1])
+        mean = self.mean_values or [0.0] * dim
+        std = self.std_values or [1.0] * dim
+        self.mean = self.add_weight(shape=(dim,), initializer=keras.initializers.Constant(mean), trainable=False, name="mean")
+        self.inv_std = self.add_weight(shape=(dim,), initializer=keras.initializers.Constant([1.0 / v for v in std]),
+                                       trainable=False, name="inv_std")
+
+    def call(self, x):
+        return (x - self.mean) * self.inv_std
+
+    def get_config(self):
+        return super().get_config() | {"mean": self.mean_values, "std": self.std_values}
+
+
 def _fixed_affine(scale: np.ndarray, bias: np.ndarray, name: str) -> keras.layers.Layer:
     """A frozen 1x1 conv computing x @ scale + bias per pixel (serialisable, converts to TFLite)."""
     layer = keras.layers.Conv2D(3, 1, use_bias=True, trainable=False, name=name)

@@ -33,11 +33,13 @@ class TrainConfig:
     fine_tune_lr: float = 2e-5
     batch_size: int = 16
     patience: int = 5
+    ensemble: int = 1  # fine-tuned models (seeds) averaged in the served graph, if validation agrees
     # export
     tta_flip: str = "auto"  # auto (kept if validation supports it) | on | off
     quantize: str = "none"  # none | int8
     parity_tolerance: float = 1e-3
     name: str = "busi-classifier"
+    evaluate_test: bool = True  # False: stop after the validation choices (explore without touching test)
 
     def to_json(self) -> dict:
         out = dataclasses.asdict(self)

@@ -20,15 +20,16 @@ from .backbones import HorizontalFlip, TemperatureSoftmax
 from .errors import ParityError
 
 
-def build_served_model(logits_model: keras.Model, *, input_size: int, temperature: float, tta_flip: bool) -> keras.Model:
-    """RGB [0, 255] -> calibrated probabilities: mean over views of softmax(logits / T)."""
+def build_served_model(logits_models, *, input_size: int, temperature: float, tta_flip: bool) -> keras.Model:
+    """RGB [0, 255] -> calibrated probabilities: mean over models and views of softmax(logits / T)."""
+    if isinstance(logits_models, keras.Model):
+        logits_models = [logits_models]
     inputs = keras.Input((input_size, input_size, 3), name="image")
     calibrated = TemperatureSoftmax(temperature, name="calibrated_softmax")
-    probs = calibrated(logits_model(inputs))
-    if tta_flip:
-        mirrored = calibrated(logits_model(HorizontalFlip(name="mirror")(inputs)))
-        probs = keras.layers.Average(name="flip_average")([probs, mirrored])
-    return keras.Model(inputs, probs, name="served")
+    views = [inputs, HorizontalFlip(name="mirror")(inputs)] if tta_flip else [inputs]
+    probs = [calibrated(model(view)) for model in logits_models for view in views]
+    output = probs[0] if len(probs) == 1 else keras.layers.Average(name="average_views")(probs)
+    return keras.Model(inputs, output, name="served")
 
 
 def to_tflite(model: keras.Model, *, quantize: str, representative: np.ndarray | None = None) -> bytes:

@@ -113,28 +113,52 @@ def train(cfg: TrainConfig) -> dict:
     stage1_val = [np.asarray(head.predict(v, verbose=0)) for v in views["val"]]
     candidates = {"stage1": {"single": _val_score(stage1_val[:1], y["val"]), "flip": _val_score(stage1_val, y["val"])}}
 
-    # 3. stage 2: fine-tune with augmentation; kept only if validation agrees -------------
-    ft_history, n_trainable = {}, 0
+    # 3. stage 2: fine-tune with augmentation (optionally several seeds); kept only if validation agrees
+    ft_histories, n_trainable = [], 0
     stage1_weights = logits_model.get_weights()
-    if cfg.epochs > 0:
-        ft_history, n_trainable = stages.fine_tune(
-            logits_model, backbone, x["train"], y["train"], x["val"], y["val"], n_classes=n_classes,
+    head_stage1 = head.get_weights()
+    members, member_val = [], []
+    for k in range(cfg.ensemble if cfg.epochs > 0 else 0):
+        if k == 0:
+            member_backbone, member = backbone, logits_model
+        else:  # a fresh copy of the backbone and of the stage-1 head, fine-tuned with another seed
+            member_backbone, member_norm = build_backbone(cfg.backbone, input_size=cfg.input_size, weights=cfg.weights)
+            member_head = keras.models.clone_model(head)
+            member_head.set_weights(head_stage1)
+            member = stages.build_classifier(member_backbone, member_norm, member_head, cfg.input_size,
+                                             name=f"classifier_logits_{k + 1}")
+        history, n_trainable = stages.fine_tune(
+            member, member_backbone, x["train"], y["train"], x["val"], y["val"], n_classes=n_classes,
             epochs=cfg.epochs, unfreeze=cfg.unfreeze, lr=cfg.fine_tune_lr, batch_size=cfg.batch_size,
-            patience=cfg.patience, seed=cfg.seed,
+            patience=cfg.patience, seed=cfg.seed + 1000 * k, desc=f"fine-tune {k + 1}/{cfg.ensemble}",
         )
-        stage2_val = [np.asarray(logits_model.predict(v, batch_size=32, verbose=0))
-                      for v in (x["val"], x["val"][:, :, ::-1, :])]
-        candidates["stage2"] = {"single": _val_score(stage2_val[:1], y["val"]), "flip": _val_score(stage2_val, y["val"])}
-    # choose stage and flip TTA by calibrated validation log-loss
+        ft_histories.append(history)
+        members.append(member)
+        member_val.append([np.asarray(member.predict(v, batch_size=32, verbose=0))
+                           for v in (x["val"], x["val"][:, :, ::-1, :])])
+    if members:
+        candidates["stage2"] = {"single": _val_score(member_val[0][:1], y["val"]),
+                                "flip": _val_score(member_val[0], y["val"])}
+    if len(members) > 1:
+        candidates["stage2_ensemble"] = {"single": _val_score([v[0] for v in member_val], y["val"]),
+                                         "flip": _val_score([l for v in member_val for l in v], y["val"])}
+    # choose stage, ensemble and flip TTA by calibrated validation log-loss
     allowed_tta = {"auto": ("single", "flip"), "on": ("flip",), "off": ("single",)}[cfg.tta_flip]
     stage, tta = min(((s, t) for s in candidates for t in allowed_tta), key=lambda st: candidates[st[0]][st[1]]["nll"])
-    if stage == "stage1" and "stage2" in candidates:
+    if stage == "stage1":
         logits_model.set_weights(stage1_weights)
+        served_members = [logits_model]
+    else:
+        served_members = members if stage == "stage2_ensemble" else members[:1]
     chosen = candidates[stage][tta]
     temperature = chosen["temperature"]
+    if not cfg.evaluate_test:
+        print(json.dumps({"chosen": [stage, tta], "validation": candidates, "head": best_row}, indent=1))
+        print(f"--no-test: stopped after the validation choices ({(time.time() - start) / 60:.1f} min); nothing exported")
+        return {"chosen": (stage, tta), "validation": candidates}
 
     # 4. export, parity through LiteRT, test evaluation -----------------------------------
-    served = build_served_model(logits_model, input_size=cfg.input_size, temperature=temperature, tta_flip=tta == "flip")
+    served = build_served_model(served_members, input_size=cfg.input_size, temperature=temperature, tta_flip=tta == "flip")
     served.save(cfg.work / "model.keras")
     quantize = cfg.quantize
     representative = x["train"][np.random.default_rng(cfg.seed).permutation(len(x["train"]))[:100]]
@@ -168,7 +192,8 @@ def train(cfg: TrainConfig) -> dict:
                          "max_abs_prob_diff": float(np.abs(keras_probs - test_probs).max()), "note": "int8 vs float Keras"}
     test_metrics = write_outputs(y["test"], test_probs, labels, cfg.report, title=f"test split (n={len(y['test'])})") \
         if len(y["test"]) else {}
-    plots.training_curves({"stage 1: head (best of search)": head_history, "stage 2: fine-tune": ft_history},
+    plots.training_curves({"stage 1: head (best of search)": head_history}
+                          | {f"stage 2: fine-tune {k + 1}": h for k, h in enumerate(ft_histories)},
                           cfg.report / "training_curves.png")
     wall = time.time() - start
     peak = peak_memory_mb()
@@ -177,8 +202,9 @@ def train(cfg: TrainConfig) -> dict:
     extra = {
         "config": cfg.to_json(), "chosen": {"stage": stage, "tta": tta}, "validation": candidates,
         "head_search": search, "head": {k: best_row[k] for k in ("units", "dropout", "lr")},
-        "fine_tune": {"epochs_run": len(ft_history.get("loss", [])), "trainable_layers": n_trainable,
-                      "best_val_loss": min(ft_history["val_loss"]) if ft_history else None},
+        "fine_tune": {"members": len(ft_histories), "served_members": len(served_members),
+                      "epochs_run": [len(h["loss"]) for h in ft_histories], "trainable_layers": n_trainable,
+                      "best_val_loss": [min(h["val_loss"]) for h in ft_histories]},
         "quantize": quantize, "int8_check": int8_check, "parity": parity_result,
         "train_wall_seconds": round(wall, 1), "peak_memory_mb": round(peak, 1),
     }
@@ -194,7 +220,7 @@ def train(cfg: TrainConfig) -> dict:
         ("version", card["version"]),
         ("split train/val/test", f"{counts['train']['total']}/{counts['val']['total']}/{counts['test']['total']}"
                                  f" (+{counts['excluded_conflicting']} conflicting left out)"),
-        ("chosen", f"{stage}, {'flip TTA' if tta == 'flip' else 'no TTA'}, T={temperature:.3f}"),
+        ("chosen", f"{stage} ({len(served_members)} model(s)), {'flip TTA' if tta == 'flip' else 'no TTA'}, T={temperature:.3f}"),
         ("val accuracy / NLL", f"{chosen['accuracy']:.3f} / {chosen['nll']:.3f}"),
         ("parity", f"{parity_result['same_label']}/{parity_result['n']} same label, max diff {parity_result['max_abs_prob_diff']:.1e}"),
     ]
@@ -259,7 +285,8 @@ Chosen on validation: **{extra['chosen']['stage']}**, {extra['chosen']['tta']}.
 |---|---|---|---|---|---|---|---|
 {val_rows}
 
-Stage 2: {extra['fine_tune']['epochs_run']} epochs run (early stopping on validation loss), {extra['fine_tune']['trainable_layers']}
+Stage 2: {extra['fine_tune']['members']} fine-tuned model(s) (seeds seed + 1000 k), {extra['fine_tune']['served_members']} served;
+epochs run {extra['fine_tune']['epochs_run']} (early stopping on validation loss), {extra['fine_tune']['trainable_layers']}
 trainable layers (BatchNorm frozen), lr {cfg.fine_tune_lr:g}, augmentation: flip, rotation, zoom, brightness, contrast.
 Training curves: `training_curves.png`.
 

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from .backbones import freeze_for_fine_tuning
+from .backbones import FeatureStandardize, freeze_for_fine_tuning
 from .calibrate import fit_temperature, nll, probs_from_views
 
 
@@ -44,8 +44,9 @@ def class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
     return {c: (len(y) / (present * counts[c]) if counts[c] else 1.0) for c in range(n_classes)}
 
 
-def build_head(dim: int, n_classes: int, params: HeadParams) -> keras.Sequential:
-    layers = [keras.Input((dim,)), keras.layers.Dropout(params.dropout)]
+def build_head(n_classes: int, params: HeadParams, *, mean: np.ndarray, std: np.ndarray) -> keras.Sequential:
+    layers = [keras.Input((len(mean),)), FeatureStandardize(mean, std, name="standardize"),
+              keras.layers.Dropout(params.dropout)]
     if params.units:
         layers += [keras.layers.Dense(params.units, activation="relu"), keras.layers.Dropout(params.dropout)]
     layers.append(keras.layers.Dense(n_classes, name="logits"))
@@ -63,9 +64,11 @@ def _compile(model: keras.Model, lr: float) -> None:
 def train_head(train_views, y_train, val_views, y_val, *, n_classes, params: HeadParams, epochs, seed):
     """Head on cached features; both mirror views of each train image are training samples."""
     keras.utils.set_random_seed(seed)
-    head = build_head(train_views.shape[-1], n_classes, params)
-    _compile(head, params.lr)
     x = np.concatenate(list(train_views))
+    std = x.std(axis=0)
+    std = np.where(std > 0, std, 1.0)  # constant features carry nothing; leave them unscaled
+    head = build_head(n_classes, params, mean=x.mean(axis=0), std=std)
+    _compile(head, params.lr)
     y = np.concatenate([y_train] * len(train_views))
     history = head.fit(
         x, y,
@@ -108,11 +111,12 @@ def head_search(train_views, y_train, val_views, y_val, *, n_classes, grid, epoc
     return best, results
 
 
-def build_classifier(backbone: keras.Model, normaliser, head: keras.Model, input_size: int) -> keras.Model:
+def build_classifier(backbone: keras.Model, normaliser, head: keras.Model, input_size: int, *,
+                     name: str = "classifier_logits") -> keras.Model:
     """RGB [0, 255] -> logits. The backbone always runs in inference mode (frozen BatchNorm)."""
     inputs = keras.Input((input_size, input_size, 3), name="image")
     features = backbone(normaliser(inputs), training=False)
-    return keras.Model(inputs, head(features), name="classifier_logits")
+    return keras.Model(inputs, head(features), name=name)
 
 
 def augmenter(seed: int) -> keras.Sequential:
@@ -127,7 +131,7 @@ def augmenter(seed: int) -> keras.Sequential:
 
 
 def fine_tune(model, backbone, x_train, y_train, x_val, y_val, *, n_classes, epochs, unfreeze, lr,
-              batch_size, patience, seed):
+              batch_size, patience, seed, desc="fine-tune"):
     """Stage 2: unfreeze the top of the backbone, train with augmentation and class weights,
     early-stop on validation loss and restore the best weights."""
     keras.utils.set_random_seed(seed)
@@ -148,7 +152,7 @@ def fine_tune(model, backbone, x_train, y_train, x_val, y_val, *, n_classes, epo
         class_weight=class_weights(y_train, n_classes),
         callbacks=[
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
-            TqdmEpochs(epochs, "fine-tune"),
+            TqdmEpochs(epochs, desc),
         ],
         shuffle=False,  # the dataset shuffles itself, seeded
         verbose=0,

@@ -26,9 +26,9 @@ def trained(tmp_path_factory):
     # a duplicate across classes, to check conflicting groups stay out of the split
     (data / "malignant" / "dup.png").write_bytes((data / "benign" / "benign (1).png").read_bytes())
     args = ["train", "--data", str(data), "--out", str(root / "model"), "--report", str(root / "report"),
-            "--work", str(root / "work"), "--weights", "none", "--input-size", "48", "--epochs", "3",
+            "--work", str(root / "work"), "--backbone", "efficientnet_b0", "--weights", "none", "--input-size", "48", "--epochs", "3",
             "--batch-size", "16", "--head-units", "0,32", "--head-dropout", "0.1", "--head-lr", "3e-3",
-            "--head-epochs", "80", "--seed", "7"]
+            "--head-epochs", "80", "--seed", "7", "--ensemble", "2", "--tta-flip", "auto"]
     assert main(args) == 0
     return root
 
@@ -41,7 +41,7 @@ def test_model_card_is_complete_and_verified(trained):
     assert card.preprocessing_id == PREPROCESSING_ID
     assert card.tflite_sha256 == sha256_file(trained / "model" / "model.tflite")
     assert card.version == card.tflite_sha256[:16]
-    assert card.temperature > 0 and card.backbone == "mobilenet_v2" and card.weights_source == "none"
+    assert card.temperature > 0 and card.backbone == "efficientnet_b0" and card.weights_source == "none"
     assert card.dataset_fingerprint.startswith("sha256:") and card.created_at
     assert "Research use only" in card.disclaimer
     assert set(card.split_counts) >= {"train", "val", "test"} and card.split_counts["excluded_conflicting"] == 2
@@ -51,7 +51,9 @@ def test_model_card_is_complete_and_verified(trained):
     assert extra["config"]["seed"] == 7 and extra["config"]["input_size"] == 48
     assert extra["parity"]["same_label"] == extra["parity"]["n"] > 0
     assert extra["parity"]["max_abs_prob_diff"] <= 1e-3
-    assert len(extra["head_search"]) == 2 and extra["chosen"]["stage"] in ("stage1", "stage2")
+    assert len(extra["head_search"]) == 2 and extra["fine_tune"]["members"] == 2
+    assert extra["chosen"]["stage"] in ("stage1", "stage2", "stage2_ensemble")
+    assert set(extra["validation"]) == {"stage1", "stage2", "stage2_ensemble"}
 
 
 def test_report_files_and_split(trained):
