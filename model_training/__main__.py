@@ -53,9 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs) on val loss")
     t.add_argument("--ensemble", type=int, default=d.ensemble,
                    help="fine-tune this many models (different seeds); their average is served if validation log-loss improves")
-    t.add_argument("--head-units", type=_ints, default=d.head_units, help="head search: hidden units (0 = linear), comma list")
-    t.add_argument("--head-dropout", type=_floats, default=d.head_dropout, help="head search: dropout, comma list")
-    t.add_argument("--head-lr", type=_floats, default=d.head_lr, help="head search: learning rates, comma list")
+    t.add_argument("--head-units", type=_ints, default=",".join(map(str, d.head_units)), help="head search: hidden units (0 = linear), comma list")
+    t.add_argument("--head-dropout", type=_floats, default=",".join(map(str, d.head_dropout)), help="head search: dropout, comma list")
+    t.add_argument("--head-lr", type=_floats, default=",".join(map(str, d.head_lr)), help="head search: learning rates, comma list")
     t.add_argument("--head-epochs", type=int, default=d.head_epochs, help="max epochs per head (early stopping)")
     t.add_argument("--tta-flip", choices=["auto", "on", "off"], default=d.tta_flip,
                    help="mirror test-time augmentation inside the exported graph; auto keeps it if validation log-loss improves")

@@ -54,7 +54,7 @@ def reliability(y, probs, path: Path, title: str) -> Path:
     fig, ax = plt.subplots(figsize=(4.5, 4))
     ok = counts > 0
     ax.bar(centres[ok], acc[ok], width=0.09, alpha=0.7, label="accuracy")
-    ax.plot(conf[ok], acc[ok], "o", color="C1", label="mean confidence")
+    ax.plot(centres[ok], conf[ok], "o", color="C1", label="mean confidence")  # gap to bar top = miscalibration
     ax.plot([0, 1], [0, 1], "k:", lw=1)
     ax.set_xlabel("confidence (top class)")
     ax.set_ylabel("accuracy")
