@@ -122,8 +122,10 @@ def build_backbone(name: str, *, input_size: int, weights: str) -> tuple[keras.M
             weights=weights_argument(weights),
             pooling="avg",
         )
-    except (ValueError, OSError) as exc:
-        raise TrainingError(f"could not build {name} with weights {weights!r}: {exc}") from exc
+    except Exception as exc:  # bad file, wrong architecture, or no internet for `imagenet`
+        hint = " (imagenet is downloaded by Keras and needs internet; pass a local .weights.h5 PATH offline)" \
+            if weights == "imagenet" else ""
+        raise TrainingError(f"could not build {name} with weights {weights!r}: {exc}{hint}") from exc
     return backbone, spec.normaliser()
 
 

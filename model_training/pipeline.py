@@ -197,8 +197,7 @@ def train(cfg: TrainConfig) -> dict:
                           cfg.report / "training_curves.png")
     wall = time.time() - start
     peak = peak_memory_mb()
-    card_metrics = {k: v for k, v in test_metrics.items() if k not in ("per_class",)} | (
-        {"per_class": test_metrics["per_class"]} if test_metrics else {})
+    card_metrics = dict(test_metrics)
     extra = {
         "config": cfg.to_json(), "chosen": {"stage": stage, "tta": tta}, "validation": candidates,
         "head_search": search, "head": {k: best_row[k] for k in ("units", "dropout", "lr")},
