@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, required=True, help="metrics.json, plots, report.md, predictions.json")
     e.add_argument("--skip-bad", action="store_true")
     e.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    e.add_argument("--split", type=Path, default=None,
+                   help="a split.json from `train`: evaluate only the images it puts in --split-name "
+                        "(e.g. re-check the bundled model's test numbers)")
+    e.add_argument("--split-name", default="test", choices=["train", "val", "test"])
     return p
 
 
@@ -122,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             from .report import metrics_table
 
             result = evaluate_folder(model=args.model, data=args.data, out=args.out, skip_bad=args.skip_bad,
-                                     n_boot=args.bootstrap)
+                                     n_boot=args.bootstrap, split_file=args.split, split_name=args.split_name)
             print(metrics_table(result))
             print(f"written: {args.out}/metrics.json, report.md, plots")
     except TrainingError as exc:

@@ -43,12 +43,27 @@ def write_outputs(y: np.ndarray, probs: np.ndarray, labels: list[str], out: Path
     return result
 
 
-def evaluate_folder(*, model: Path, data: Path, out: Path, skip_bad: bool = False, n_boot: int = 1000) -> dict:
+def select_split(samples, split_file: Path, split_name: str):
+    """Only the images that `split_file` (a training run's split.json) puts in `split_name`."""
+    try:
+        files = json.loads(Path(split_file).read_text())["files"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise TrainingError(f"--split {split_file}: not a split.json written by `train` ({exc})") from exc
+    chosen = [s for s in samples if files.get(s.key, {}).get("split") == split_name]
+    if not chosen:
+        raise DataFolderError(f"no image of {split_file} split {split_name!r} is in this folder")
+    return chosen
+
+
+def evaluate_folder(*, model: Path, data: Path, out: Path, skip_bad: bool = False, n_boot: int = 1000,
+                    split_file: Path | None = None, split_name: str = "test") -> dict:
     try:
         engine = Engine(model)
     except ModelLoadError as exc:
         raise TrainingError(str(exc)) from exc
     samples, _ = discover(data)
+    if split_file is not None:
+        samples = select_split(samples, split_file, split_name)
     samples, images = decode_all(samples, skip_bad=skip_bad)
     y = label_indices([s.label for s in samples], engine.labels)
     probs = engine_probs(engine, to_arrays(images, engine.card.input_size), desc="evaluate")

@@ -38,3 +38,17 @@ def test_bundled_model_card_is_complete():
     assert card.extra["parity"]["same_label"] == card.extra["parity"]["n"] == card.test_metrics["n"]
     metrics = json.loads((REPO / "reports" / "metrics.json").read_text())
     assert metrics["accuracy"] == card.test_metrics["accuracy"]  # the committed report is this model's
+
+
+@pytest.mark.shared
+def test_evaluate_reproduces_the_bundled_test_metrics(busi_dir, tmp_path):
+    """`evaluate` on the test split recorded in reports/split.json gives the committed numbers."""
+    out = tmp_path / "ev"
+    assert main(["evaluate", "--model", str(REPO / "lambda_src" / "model"), "--data", str(busi_dir),
+                 "--split", str(REPO / "reports" / "split.json"), "--out", str(out), "--bootstrap", "50"]) == 0
+    got = json.loads((out / "metrics.json").read_text())
+    committed = json.loads((REPO / "reports" / "metrics.json").read_text())
+    assert got["n"] == committed["n"]
+    assert got["confusion_matrix"] == committed["confusion_matrix"]
+    for key in ("accuracy", "macro_f1", "auc_ovr_macro", "auc_malignant", "ece"):
+        assert got[key] == pytest.approx(committed[key], abs=1e-6), key
