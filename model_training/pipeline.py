@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
 import time
@@ -211,7 +212,11 @@ def train(cfg: TrainConfig) -> dict:
                 test_metrics=card_metrics, extra=extra, **common)
     cfg.out.mkdir(parents=True, exist_ok=True)
     for name in ("model.tflite", "model.json"):
-        shutil.copy2(staging / name, cfg.out / name)
+        # Copy beside, then rename: a running local API has model.tflite memory-mapped, and
+        # rewriting that file in place kills it with SIGBUS; a rename leaves its old inode intact.
+        tmp = cfg.out / f".{name}.tmp"
+        shutil.copy2(staging / name, tmp)
+        os.replace(tmp, cfg.out / name)
     card = json.loads((cfg.out / "model.json").read_text())
     (cfg.report / "report.md").write_text(train_markdown(cfg, card, audit, counts, test_metrics, search, extra))
     rows = [
