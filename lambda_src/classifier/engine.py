@@ -24,9 +24,10 @@ class Engine:
         self.model_dir = Path(model_dir)
         self.card = ModelCard.load(self.model_dir, verify_sha256=verify_sha256)
         try:
-            self._interpreter = Interpreter(
-                model_path=str(self.model_dir / MODEL_FILE), num_threads=num_threads
-            )
+            # From bytes, not model_path: LiteRT memory-maps a path, and a model file rewritten
+            # in place (`make train`, a `cp` while `make serve` runs) then kills the process with SIGBUS.
+            self._model_bytes = (self.model_dir / MODEL_FILE).read_bytes()
+            self._interpreter = Interpreter(model_content=self._model_bytes, num_threads=num_threads)
             self._interpreter.allocate_tensors()
         except Exception as exc:  # LiteRT raises ValueError/RuntimeError on a bad flatbuffer
             raise ModelLoadError(f"LiteRT could not load {self.model_dir / MODEL_FILE}: {exc}") from exc

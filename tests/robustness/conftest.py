@@ -47,10 +47,14 @@ def call(service: Service, labels: list[str]):
 
 @pytest.fixture(scope="module")
 def api_server(tiny_model_dir: Path, tmp_path_factory):
-    """The local API as a real separate process (``python -m classifier.local_api``) on a loopback port."""
+    """The local API as a real separate process (``python -m classifier.local_api``) on a loopback port.
+
+    Serves the tiny model, or ``ROBUSTNESS_API_MODEL_DIR`` (e.g. lambda_src/model for a soak of the bundled model).
+    """
     from bench.api_load import local_api
 
-    with local_api(tiny_model_dir, log_dir=tmp_path_factory.mktemp("local_api")) as server:
+    model_dir = Path(os.environ.get("ROBUSTNESS_API_MODEL_DIR") or tiny_model_dir)
+    with local_api(model_dir, log_dir=tmp_path_factory.mktemp("local_api")) as server:
         yield server
 
 

@@ -1,16 +1,19 @@
 """Load/soak of the local API over real HTTP on loopback: zero errors, resident memory growth under 10%.
 
 Sends ``ROBUSTNESS_SOAK_REQUESTS`` requests (default 20,000, ~30 s) at concurrency 16;
-set it lower on a slow machine. A fifth of the payloads are
+set it lower on a slow machine. ``ROBUSTNESS_API_MODEL_DIR=lambda_src/model`` soaks the
+bundled model instead of the tiny one. A fifth of the payloads are
 bad inputs, so the error paths are soaked too; each must get its exact status.
 """
 
 from __future__ import annotations
 
+import json
+
 import psutil
 import pytest
 
-from bench.api_load import generate_load
+from bench.api_load import generate_load, request
 
 from . import corpus as c
 from .contract import CASES, check_body
@@ -28,7 +31,10 @@ def _payloads() -> tuple[list[tuple[bytes, str]], list[int]]:
 
 
 @pytest.mark.slow
-def test_soak(api_server, labels):
+def test_soak(api_server):
+    status, health = request(api_server.port, "GET", "/health")
+    assert status == 200, health
+    labels = json.loads(health)["model"]["labels"]  # whichever model the server was given
     payloads, expected = _payloads()
     proc = psutil.Process(api_server.pid)
     warm = generate_load(api_server.port, payloads, requests=max(500, REQUESTS // 10), concurrency=CONCURRENCY,
