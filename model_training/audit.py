@@ -56,6 +56,10 @@ def summary_text(a: dict) -> str:
         f"duplicate groups: {len(a['duplicate_groups'])} holding {a['images_in_duplicate_groups']} images",
         f"conflicting-label groups: {len(a['conflicting_groups'])} holding {a['images_in_conflicting_groups']} images",
     ]
+    for g in a["duplicate_groups"][:8]:  # the largest; all of them are in the JSON
+        lines.append(f"  group of {len(g['files'])} ({'/'.join(g['labels'])}): {', '.join(g['files'])}")
+    if len(a["duplicate_groups"]) > 8:
+        lines.append(f"  ... {len(a['duplicate_groups']) - 8} more duplicate groups in the JSON")
     for g in a["conflicting_groups"]:
         lines.append(f"  conflict {'/'.join(g['labels'])}: {', '.join(g['files'])}")
     for pair in a["exact_duplicate_pairs"]:
