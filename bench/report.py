@@ -115,6 +115,11 @@ def markdown(results: dict) -> str:
                     f"new interpreter {bb.get('new_interpreter')} ms, invoke {bb.get('invoke')} ms. "
                     f"Model part alone (new interpreter + invoke vs our invoke): **{inf.get('speedup_model_only_p50')}x**. "
                     "Both paths pay for decoding the image, which bounds the end-to-end ratio.", ""]
+        base_p50 = _get(inf, "baseline", "p50_ms")
+        if bd and base_p50:
+            floor = bd.get("decode_rgb", 0) + bd.get("resize", 0)
+            out += [f"Bound: with a model that cost nothing, our path would still decode and resize ({floor:.2f} ms), "
+                    f"so the end-to-end ratio on these images cannot exceed {base_p50 / floor:.1f}x here.", ""]
     if cold:
         out += ["## Cold start", "",
                 f"Median of {cold.get('repeats')} new processes: **{cold.get('median_s')} s** "
@@ -128,8 +133,9 @@ def markdown(results: dict) -> str:
             out.append(f"| {lv['concurrency']} | {lv['requests']} | {lv['requests_per_s']} | {lv['errors']} | "
                        f"{lat.get('p50_ms', '-')} | {lat.get('p95_ms', '-')} | {lat.get('p99_ms', '-')} |")
         rss = api.get("server_rss_mb", {})
-        out += ["", f"Server RSS: {rss.get('after_warmup')} MB after warm-up, {rss.get('end')} MB at the end. "
-                "Client and server share the same cores.", ""]
+        out += ["", f"Server RSS: {rss.get('after_warmup')} MB after a 20-request warm-up, {rss.get('end')} MB after "
+                "concurrency 16 (more threads in flight hold more buffers; growth at a steady concurrency is what the "
+                "soak test in tests/robustness checks). Client and server share the same cores.", ""]
     out += ["## Training (`make train` on the shared data)", ""]
     if train.get("available"):
         out += ["| stage | wall s |", "|---|---|"]
