@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -166,50 +166,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _event(self, body: bytes, request_id: str) -> dict:
         """The API Gateway REST proxy (v1) event for this request."""
-        split = urlsplit(self.path)
-        headers: dict[str, str] = {}
-        multi_headers: dict[str, list[str]] = {}
-        for key, value in self.headers.items():
-            multi_headers.setdefault(key, []).append(value)
-            headers[key] = value  # API Gateway keeps the last value
-        query = parse_qsl(split.query, keep_blank_values=True)
-        multi_query: dict[str, list[str]] = {}
-        for key, value in query:
-            multi_query.setdefault(key, []).append(value)
-        media_type, _ = parse_content_type(self.headers.get("Content-Type"))
-        binary = media_type in BINARY_MEDIA_TYPES
-        if not body:
-            payload = None
-        elif binary:
-            payload = base64.b64encode(body).decode("ascii")
-        else:
-            payload = body.decode("utf-8", errors="replace")  # API Gateway passes text bodies as text
-        now = time.time()
-        return {
-            "resource": split.path,
-            "path": split.path,
-            "httpMethod": self.command,
-            "headers": headers or None,
-            "multiValueHeaders": multi_headers or None,
-            "queryStringParameters": {k: v[-1] for k, v in multi_query.items()} or None,
-            "multiValueQueryStringParameters": multi_query or None,
-            "pathParameters": None,
-            "stageVariables": None,
-            "requestContext": {
-                "resourcePath": split.path,
-                "httpMethod": self.command,
-                "path": f"/{STAGE}{split.path}",
-                "stage": STAGE,
-                "requestId": request_id,
-                "requestTimeEpoch": int(now * 1000),
-                "protocol": self.request_version,
-                "identity": {"sourceIp": self.client_address[0], "userAgent": self.headers.get("User-Agent")},
-                "accountId": "000000000000",
-                "apiId": "local",
-            },
-            "body": payload,
-            "isBase64Encoded": bool(payload) and binary,
-        }
+        return proxy_event(
+            self.command, self.path, self.headers.items(), body,
+            request_id=request_id, source_ip=self.client_address[0], protocol=self.request_version,
+        )
 
     def _send(self, status: int, headers: Mapping[str, str], payload: bytes) -> None:
         self.send_response(status)
@@ -226,6 +186,61 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's signature)
         if not self.server.quiet:
             sys.stderr.write(f"{self.address_string()} {format % args}\n")
+
+
+
+def proxy_event(method: str, target: str, header_items: Iterable[tuple[str, str]], body: bytes, *,
+                request_id: str, source_ip: str = "127.0.0.1", protocol: str = "HTTP/1.1") -> dict:
+    """An API Gateway REST proxy (v1) event, as the deployed API sends it (bodies of the
+    binary media types base64-encoded). The local server and the benchmarks both build theirs here."""
+    split = urlsplit(target)
+    headers: dict[str, str] = {}
+    multi_headers: dict[str, list[str]] = {}
+    for key, value in header_items:
+        multi_headers.setdefault(key, []).append(value)
+        headers[key] = value  # API Gateway keeps the last value
+    query = parse_qsl(split.query, keep_blank_values=True)
+    multi_query: dict[str, list[str]] = {}
+    for key, value in query:
+        multi_query.setdefault(key, []).append(value)
+    media_type, _ = parse_content_type(_first_header(multi_headers, "content-type"))
+    binary = media_type in BINARY_MEDIA_TYPES
+    if not body:
+        payload = None
+    elif binary:
+        payload = base64.b64encode(body).decode("ascii")
+    else:
+        payload = body.decode("utf-8", errors="replace")  # API Gateway passes text bodies as text
+    return {
+        "resource": split.path,
+        "path": split.path,
+        "httpMethod": method,
+        "headers": headers or None,
+        "multiValueHeaders": multi_headers or None,
+        "queryStringParameters": {k: v[-1] for k, v in multi_query.items()} or None,
+        "multiValueQueryStringParameters": multi_query or None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": split.path,
+            "httpMethod": method,
+            "path": f"/{STAGE}{split.path}",
+            "stage": STAGE,
+            "requestId": request_id,
+            "requestTimeEpoch": int(time.time() * 1000),
+            "protocol": protocol,
+            "identity": {"sourceIp": source_ip, "userAgent": _first_header(multi_headers, "user-agent")},
+            "accountId": "000000000000",
+            "apiId": "local",
+        },
+        "body": payload,
+        "isBase64Encoded": bool(payload) and binary,
+    }
+
+
+def _first_header(multi_headers: Mapping[str, list[str]], name: str) -> str | None:
+    """Case-insensitive, first value: what http.server's message object returns."""
+    return next((values[0] for key, values in multi_headers.items() if key.lower() == name), None)
 
 
 class _EarlyResponse(Exception):

@@ -10,7 +10,7 @@ import uuid
 import numpy as np
 from PIL import Image
 
-BINARY = ("image/png", "image/jpeg", "multipart/form-data")
+from classifier.request_body import BINARY_MEDIA_TYPES as BINARY
 
 
 def rest_event(method: str = "POST", path: str = "/predict", *, body: bytes | str | None = None,
