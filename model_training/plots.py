@@ -14,6 +14,13 @@ from sklearn.metrics import roc_curve  # noqa: E402
 from .calibrate import reliability_bins  # noqa: E402
 
 
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
 def confusion(matrix, labels, path: Path, title: str) -> Path:
     m = np.asarray(matrix)
     fig, ax = plt.subplots(figsize=(4.5, 4))
@@ -25,10 +32,7 @@ def confusion(matrix, labels, path: Path, title: str) -> Path:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def roc(y, probs, labels, path: Path, title: str) -> Path:
@@ -43,10 +47,7 @@ def roc(y, probs, labels, path: Path, title: str) -> Path:
     ax.set_ylabel("true positive rate")
     ax.set_title(title)
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def reliability(y, probs, path: Path, title: str) -> Path:
@@ -62,10 +63,7 @@ def reliability(y, probs, path: Path, title: str) -> Path:
     ax.set_ylim(0, 1)
     ax.set_title(title)
     ax.legend(loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def training_curves(histories: dict[str, dict], path: Path) -> Path:
@@ -81,7 +79,4 @@ def training_curves(histories: dict[str, dict], path: Path) -> Path:
         ax.set_xlabel("epoch")
         ax.set_title(name)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
