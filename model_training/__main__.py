@@ -1,4 +1,4 @@
-"""`python -m model_training train|audit|evaluate`: the training CLI."""
+"""`python -m model_training train|cv|audit|evaluate`: the training CLI."""
 
 from __future__ import annotations
 
@@ -21,6 +21,37 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(","))
 
 
+def _training_args(p: argparse.ArgumentParser, d: TrainConfig) -> None:
+    """Flags shared by `train` and `cv` (both build a TrainConfig from them)."""
+    p.add_argument("--data", type=Path, required=True, help="labelled folder <root>/<class>/*.png")
+    p.add_argument("--work", type=Path, default=d.work, help="model.keras and the feature cache (not committed)")
+    p.add_argument("--backbone", default=d.backbone, choices=["mobilenet_v2", "efficientnet_b0", "resnet50"])
+    p.add_argument("--weights", default=d.weights,
+                   help="imagenet (downloaded by Keras), none (random, for tests) or PATH to a .weights.h5 file")
+    p.add_argument("--input-size", type=int, default=d.input_size, help="square input side in pixels")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="stage-2 fine-tuning epochs (0: head only)")
+    p.add_argument("--unfreeze", type=float, default=d.unfreeze,
+                   help="fraction of backbone layers, from the top, trained in stage 2 (BatchNorm stays frozen)")
+    p.add_argument("--lr", type=float, default=d.fine_tune_lr, help="stage-2 learning rate (Adam)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs) on val loss")
+    p.add_argument("--ensemble", type=int, default=d.ensemble,
+                   help="fine-tune this many models (different seeds); their average is served if validation log-loss improves")
+    p.add_argument("--head-units", type=_ints, default=",".join(map(str, d.head_units)), help="head search: hidden units (0 = linear), comma list")
+    p.add_argument("--head-dropout", type=_floats, default=",".join(map(str, d.head_dropout)), help="head search: dropout, comma list")
+    p.add_argument("--head-lr", type=_floats, default=",".join(map(str, d.head_lr)), help="head search: learning rates, comma list")
+    p.add_argument("--head-epochs", type=int, default=d.head_epochs, help="max epochs per head (early stopping)")
+    p.add_argument("--tta-flip", choices=["auto", "on", "off"], default=d.tta_flip,
+                   help="mirror test-time augmentation inside the exported graph; auto keeps it if validation log-loss improves")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction)
+    p.add_argument("--test-fraction", type=float, default=d.test_fraction)
+    p.add_argument("--near-dup-threshold", type=float, default=d.near_dup_threshold,
+                   help="thumbnail correlation at or above which two images are one group")
+    p.add_argument("--keep-conflicts", action="store_true", help="keep duplicate groups whose labels disagree")
+    p.add_argument("--skip-bad", action="store_true", help="leave unreadable images out with a warning instead of failing")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m model_training",
@@ -37,40 +68,26 @@ def build_parser() -> argparse.ArgumentParser:
                                    "cached frozen-backbone features (small search on validation), fine-tune the "
                                    "top of the backbone with augmentation, fit a temperature on validation, export "
                                    "the calibrated .tflite, check LiteRT/Keras parity and evaluate on the test split.")
-    t.add_argument("--data", type=Path, required=True, help="labelled folder <root>/<class>/*.png")
+    _training_args(t, d)
     t.add_argument("--out", type=Path, required=True, help="where model.tflite and model.json go")
     t.add_argument("--report", type=Path, default=Path("reports"), help="metrics.json, plots, report.md, audit.json, split.json")
-    t.add_argument("--work", type=Path, default=d.work, help="model.keras and the feature cache (not committed)")
-    t.add_argument("--backbone", default=d.backbone, choices=["mobilenet_v2", "efficientnet_b0", "resnet50"])
-    t.add_argument("--weights", default=d.weights,
-                   help="imagenet (downloaded by Keras), none (random, for tests) or PATH to a .weights.h5 file")
-    t.add_argument("--input-size", type=int, default=d.input_size, help="square input side in pixels")
-    t.add_argument("--epochs", type=int, default=d.epochs, help="stage-2 fine-tuning epochs (0: head only)")
-    t.add_argument("--unfreeze", type=float, default=d.unfreeze,
-                   help="fraction of backbone layers, from the top, trained in stage 2 (BatchNorm stays frozen)")
-    t.add_argument("--lr", type=float, default=d.fine_tune_lr, help="stage-2 learning rate (Adam)")
-    t.add_argument("--batch-size", type=int, default=d.batch_size)
-    t.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs) on val loss")
-    t.add_argument("--ensemble", type=int, default=d.ensemble,
-                   help="fine-tune this many models (different seeds); their average is served if validation log-loss improves")
-    t.add_argument("--head-units", type=_ints, default=",".join(map(str, d.head_units)), help="head search: hidden units (0 = linear), comma list")
-    t.add_argument("--head-dropout", type=_floats, default=",".join(map(str, d.head_dropout)), help="head search: dropout, comma list")
-    t.add_argument("--head-lr", type=_floats, default=",".join(map(str, d.head_lr)), help="head search: learning rates, comma list")
-    t.add_argument("--head-epochs", type=int, default=d.head_epochs, help="max epochs per head (early stopping)")
-    t.add_argument("--tta-flip", choices=["auto", "on", "off"], default=d.tta_flip,
-                   help="mirror test-time augmentation inside the exported graph; auto keeps it if validation log-loss improves")
     t.add_argument("--quantize", choices=["none", "int8"], default=d.quantize,
                    help="int8: full-integer kernels (float in/out), kept only if validation accuracy holds")
-    t.add_argument("--seed", type=int, default=d.seed)
-    t.add_argument("--val-fraction", type=float, default=d.val_fraction)
-    t.add_argument("--test-fraction", type=float, default=d.test_fraction)
-    t.add_argument("--near-dup-threshold", type=float, default=d.near_dup_threshold,
-                   help="thumbnail correlation at or above which two images are one group")
-    t.add_argument("--keep-conflicts", action="store_true", help="keep duplicate groups whose labels disagree")
-    t.add_argument("--skip-bad", action="store_true", help="leave unreadable images out with a warning instead of failing")
     t.add_argument("--name", default=d.name, help="model name in model.json")
     t.add_argument("--no-test", action="store_true",
                    help="explore settings: stop after the validation choices, never touching the test split")
+
+    c = sub.add_parser("cv", help="k-fold cross-validation of a training config on train + val (never test)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Pool the train and val splits, deal duplicate groups into K stratified folds, "
+                                   "run stage 1 + stage 2 once per fold and report out-of-fold accuracy, macro-F1, "
+                                   "AUC, malignant recall, ECE and log-loss for every candidate (head only, one "
+                                   "fine-tuned model, the ensemble; with and without flip TTA). Use it to compare "
+                                   "settings with less noise than the small val split; the test split is never used.")
+    _training_args(c, d)
+    c.add_argument("--folds", type=int, default=5, help="number of folds (K)")
+    c.add_argument("--out", type=Path, default=Path("reports/cv"),
+                   help="cv.json, cv.md, oof_logits.npz (+ the audit.json and split.json it used)")
 
     a = sub.add_parser("audit", help="duplicate/conflict audit of a data folder (prints it, writes JSON)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -93,6 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _config(args, **extra) -> TrainConfig:
+    return TrainConfig(
+        data=args.data, work=args.work, backbone=args.backbone, weights=args.weights, input_size=args.input_size,
+        seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+        near_dup_threshold=args.near_dup_threshold, keep_conflicts=args.keep_conflicts, skip_bad=args.skip_bad,
+        head_units=args.head_units, head_dropout=args.head_dropout, head_lr=args.head_lr,
+        head_epochs=args.head_epochs, epochs=args.epochs, unfreeze=args.unfreeze, fine_tune_lr=args.lr,
+        batch_size=args.batch_size, patience=args.patience, ensemble=args.ensemble, tta_flip=args.tta_flip, **extra,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
@@ -100,16 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             from .pipeline import train
 
-            train(TrainConfig(
-                data=args.data, out=args.out, report=args.report, work=args.work, backbone=args.backbone,
-                weights=args.weights, input_size=args.input_size, seed=args.seed, val_fraction=args.val_fraction,
-                test_fraction=args.test_fraction, near_dup_threshold=args.near_dup_threshold,
-                keep_conflicts=args.keep_conflicts, skip_bad=args.skip_bad, head_units=args.head_units,
-                head_dropout=args.head_dropout, head_lr=args.head_lr, head_epochs=args.head_epochs,
-                epochs=args.epochs, unfreeze=args.unfreeze, fine_tune_lr=args.lr, batch_size=args.batch_size,
-                patience=args.patience, ensemble=args.ensemble, tta_flip=args.tta_flip, quantize=args.quantize, name=args.name,
-                evaluate_test=not args.no_test,
-            ))
+            train(_config(args, out=args.out, report=args.report, quantize=args.quantize, name=args.name,
+                          evaluate_test=not args.no_test))
+        elif args.command == "cv":
+            from .crossval import cross_validate
+
+            cross_validate(_config(args, out=args.out, report=args.out), folds=args.folds)
         elif args.command == "audit":
             from . import audit
             from .data import decode_all, discover, fingerprint

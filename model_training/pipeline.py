@@ -15,15 +15,11 @@ import numpy as np
 
 from classifier.engine import Engine
 from classifier.model_card import sha256_file
-from classifier.preprocessing import PREPROCESSING_ID
 
-from . import audit as audit_mod
 from . import plots
-from .calibrate import ece, fit_temperature, nll, probs_from_views
 from .config import TrainConfig
-from .data import decode_all, discover, fingerprint, to_arrays
-from .errors import DataFolderError
 from .evaluate import write_outputs
+from .prepare import prepare
 from .report import console_summary, metrics_table
 
 
@@ -37,120 +33,48 @@ def _weights_id(weights: str) -> str:
     return f"{p.name} sha256:{sha256_file(p)}" if p.is_file() else weights
 
 
-def _val_score(view_logits, y) -> dict:
-    t = fit_temperature(view_logits, y)
-    raw, cal = probs_from_views(view_logits, 1.0), probs_from_views(view_logits, t)
-    return {"temperature": t, "nll_raw": nll(raw, y), "nll": nll(cal, y), "ece_raw": ece(raw, y),
-            "ece": ece(cal, y), "accuracy": float((cal.argmax(1) == y).mean())}
-
-
-def train(cfg: TrainConfig) -> dict:
-    start = time.time()
+def seed_everything(seed: int) -> None:
     import keras
 
-    from . import train as stages
-    from .backbones import build_backbone
-    from .export import build_served_model, engine_probs, parity, to_tflite, write_model
-    from .features import cache_key, cached_views
-    from .split import split_counts, split_groups
-
-    keras.utils.set_random_seed(cfg.seed)
+    keras.utils.set_random_seed(seed)
     try:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
     except Exception:  # older TF or already-initialised runtime: seeds still apply
         pass
+
+
+def train(cfg: TrainConfig) -> dict:
+    start = time.time()
+    import keras
+
+    from .export import build_served_model, engine_probs, parity, to_tflite, write_model
+    from .stages import choose, fit_stages, score_candidates
+
+    seed_everything(cfg.seed)
     cfg.report.mkdir(parents=True, exist_ok=True)
     cfg.work.mkdir(parents=True, exist_ok=True)
 
     # 1. data, audit, split ---------------------------------------------------------------
-    all_samples, labels = discover(cfg.data)
-    samples, images = decode_all(all_samples, skip_bad=cfg.skip_bad)
-    fp = fingerprint(samples)
-    dup, audit = audit_mod.run(samples, images, threshold=cfg.near_dup_threshold, fingerprint=fp,
-                               bad_skipped=len(all_samples) - len(samples))
-    audit_mod.write_json(audit, cfg.report / "audit.json")
-    print(audit_mod.summary_text(audit))
-    sample_labels = [s.label for s in samples]
-    conflicted = {i for g in dup.conflicting_groups(sample_labels) for i in g}
-    keep = [i for i in range(len(samples)) if cfg.keep_conflicts or i not in conflicted]
-    split_all = split_groups([dup.group_of[i] for i in keep], [sample_labels[i] for i in keep],
-                             val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=cfg.seed)
-    split_of = dict(zip(keep, split_all))
-    (cfg.report / "split.json").write_text(json.dumps({
-        "seed": cfg.seed, "near_duplicate_threshold": cfg.near_dup_threshold,
-        "conflicting_groups_left_out": not cfg.keep_conflicts,
-        "files": {samples[i].key: {"label": sample_labels[i], "group": dup.group_of[i],
-                                   "split": split_of.get(i, "excluded_conflict")} for i in range(len(samples))},
-    }, indent=1) + "\n")
-    counts = split_counts(split_all, [sample_labels[i] for i in keep])
-    counts["excluded_conflicting"] = len(samples) - len(keep)
-    idx = {s: [i for i in keep if split_of[i] == s] for s in ("train", "val", "test")}
-    for name in ("train", "val"):
-        if not idx[name]:
-            raise DataFolderError(f"the {name} split is empty: the folder has too few images or duplicate groups")
-    y = {s: np.array([labels.index(sample_labels[i]) for i in idx[s]], dtype=np.int64) for s in idx}
-    x = {s: to_arrays([images[i] for i in idx[s]], cfg.input_size) for s in idx}
-    del images
+    data = prepare(cfg)
+    samples, labels, fp, audit, counts, idx, x, y = (data.samples, data.labels, data.fingerprint, data.audit,
+                                                    data.counts, data.idx, data.x, data.y)
     n_classes = len(labels)
 
-    # 2. stage 1: cached frozen features, head search on validation ----------------------
-    backbone, normaliser = build_backbone(cfg.backbone, input_size=cfg.input_size, weights=cfg.weights)
-    backbone.trainable = False
-    feat_in = keras.Input((cfg.input_size, cfg.input_size, 3))
-    feature_model = keras.Model(feat_in, backbone(normaliser(feat_in), training=False))
-    weights_id = _weights_id(cfg.weights)
-    views = {}
-    for s in ("train", "val"):
-        key = cache_key(split=s, files=[samples[i].key for i in idx[s]], fp=fp, backbone=cfg.backbone,
-                        weights=weights_id, size=cfg.input_size, pre=PREPROCESSING_ID)
-        views[s] = cached_views(feature_model, x[s], cache=cfg.work / f"features-{key}.npz", desc=s)
-    (best_row, head, head_history), search = stages.head_search(
-        views["train"], y["train"], views["val"], y["val"], n_classes=n_classes,
-        grid=(cfg.head_units, cfg.head_dropout, cfg.head_lr), epochs=cfg.head_epochs, seed=cfg.seed,
-    )
-    logits_model = stages.build_classifier(backbone, normaliser, head, cfg.input_size)
-    stage1_val = [np.asarray(head.predict(v, verbose=0)) for v in views["val"]]
-    candidates = {"stage1": {"single": _val_score(stage1_val[:1], y["val"]), "flip": _val_score(stage1_val, y["val"])}}
+    seconds = {"data": round(time.time() - start, 1)}
 
-    # 3. stage 2: fine-tune with augmentation (optionally several seeds); kept only if validation agrees
-    ft_histories, n_trainable = [], 0
-    stage1_weights = logits_model.get_weights()
-    head_stage1 = head.get_weights()
-    members, member_val = [], []
-    for k in range(cfg.ensemble if cfg.epochs > 0 else 0):
-        if k == 0:
-            member_backbone, member = backbone, logits_model
-        else:  # a fresh copy of the backbone and of the stage-1 head, fine-tuned with another seed
-            member_backbone, member_norm = build_backbone(cfg.backbone, input_size=cfg.input_size, weights=cfg.weights)
-            member_head = keras.models.clone_model(head)
-            member_head.set_weights(head_stage1)
-            member = stages.build_classifier(member_backbone, member_norm, member_head, cfg.input_size,
-                                             name=f"classifier_logits_{k + 1}")
-        history, n_trainable = stages.fine_tune(
-            member, member_backbone, x["train"], y["train"], x["val"], y["val"], n_classes=n_classes,
-            epochs=cfg.epochs, unfreeze=cfg.unfreeze, lr=cfg.fine_tune_lr, batch_size=cfg.batch_size,
-            patience=cfg.patience, seed=cfg.seed + 1000 * k, desc=f"fine-tune {k + 1}/{cfg.ensemble}",
-        )
-        ft_histories.append(history)
-        members.append(member)
-        member_val.append([np.asarray(member.predict(v, batch_size=32, verbose=0))
-                           for v in (x["val"], x["val"][:, :, ::-1, :])])
-    if members:
-        candidates["stage2"] = {"single": _val_score(member_val[0][:1], y["val"]),
-                                "flip": _val_score(member_val[0], y["val"])}
-    if len(members) > 1:
-        candidates["stage2_ensemble"] = {"single": _val_score([v[0] for v in member_val], y["val"]),
-                                         "flip": _val_score([l for v in member_val for l in v], y["val"])}
-    # choose stage, ensemble and flip TTA by calibrated validation log-loss
-    allowed_tta = {"auto": ("single", "flip"), "on": ("flip",), "off": ("single",)}[cfg.tta_flip]
-    stage, tta = min(((s, t) for s in candidates for t in allowed_tta), key=lambda st: candidates[st[0]][st[1]]["nll"])
-    if stage == "stage1":
-        logits_model.set_weights(stage1_weights)
-        served_members = [logits_model]
-    else:
-        served_members = members if stage == "stage2_ensemble" else members[:1]
+    # 2. stage 1 (cached features + head search) and stage 2 (fine-tuned members) ---------
+    weights_id = _weights_id(cfg.weights)
+    fitted = fit_stages(cfg, n_classes=n_classes, x_train=x["train"], y_train=y["train"], x_val=x["val"],
+                        y_val=y["val"], train_keys=data.keys("train"), val_keys=data.keys("val"),
+                        fingerprint=fp, weights_id=weights_id, cache_dir=cfg.work)
+    seconds |= fitted.seconds
+    best_row, search, ft_histories = fitted.best_head, fitted.search, fitted.histories
+    # 3. choose stage, ensemble and flip TTA by calibrated validation log-loss ------------
+    candidates = score_candidates(fitted.val_logits, y["val"])
+    stage, tta = choose(candidates, cfg.tta_flip)
+    served_members = {"stage1": [fitted.stage1], "stage2": fitted.members[:1], "stage2_ensemble": fitted.members}[stage]
     chosen = candidates[stage][tta]
     temperature = chosen["temperature"]
     if not cfg.evaluate_test:
@@ -159,6 +83,7 @@ def train(cfg: TrainConfig) -> dict:
         return {"chosen": (stage, tta), "validation": candidates}
 
     # 4. export, parity through LiteRT, test evaluation -----------------------------------
+    tick = time.time()
     served = build_served_model(served_members, input_size=cfg.input_size, temperature=temperature, tta_flip=tta == "flip")
     served.save(cfg.work / "model.keras")
     quantize = cfg.quantize
@@ -182,6 +107,8 @@ def train(cfg: TrainConfig) -> dict:
             quantize = "none"
             shutil.rmtree(staging)
             write_model(staging, to_tflite(served, quantize="none"), **common)
+    seconds["export"] = round(time.time() - tick, 1)
+    tick = time.time()
     engine = Engine(staging)
     test_probs = engine_probs(engine, x["test"], desc="test (LiteRT)")
     keras_probs = served.predict(x["test"], batch_size=32, verbose=0) if len(x["test"]) else np.zeros((0, n_classes))
@@ -193,9 +120,10 @@ def train(cfg: TrainConfig) -> dict:
                          "max_abs_prob_diff": float(np.abs(keras_probs - test_probs).max()), "note": "int8 vs float Keras"}
     test_metrics = write_outputs(y["test"], test_probs, labels, cfg.report, title=f"test split (n={len(y['test'])})") \
         if len(y["test"]) else {}
-    plots.training_curves({"stage 1: head (best of search)": head_history}
+    plots.training_curves({"stage 1: head (best of search)": fitted.head_history}
                           | {f"stage 2: fine-tune {k + 1}": h for k, h in enumerate(ft_histories)},
                           cfg.report / "training_curves.png")
+    seconds["evaluate"] = round(time.time() - tick, 1)
     wall = time.time() - start
     peak = peak_memory_mb()
     card_metrics = dict(test_metrics)
@@ -203,10 +131,10 @@ def train(cfg: TrainConfig) -> dict:
         "config": cfg.to_json(), "chosen": {"stage": stage, "tta": tta}, "validation": candidates,
         "head_search": search, "head": {k: best_row[k] for k in ("units", "dropout", "lr")},
         "fine_tune": {"members": len(ft_histories), "served_members": len(served_members),
-                      "epochs_run": [len(h["loss"]) for h in ft_histories], "trainable_layers": n_trainable,
+                      "epochs_run": [len(h["loss"]) for h in ft_histories], "trainable_layers": fitted.n_trainable,
                       "best_val_loss": [min(h["val_loss"]) for h in ft_histories]},
         "quantize": quantize, "int8_check": int8_check, "parity": parity_result,
-        "train_wall_seconds": round(wall, 1), "peak_memory_mb": round(peak, 1),
+        "train_wall_seconds": round(wall, 1), "stage_seconds": seconds, "peak_memory_mb": round(peak, 1),
     }
     write_model(staging, tflite if quantize == cfg.quantize else (staging / "model.tflite").read_bytes(),
                 test_metrics=card_metrics, extra=extra, **common)

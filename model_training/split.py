@@ -50,3 +50,27 @@ def split_counts(split_of: list[str], labels: list[str]) -> dict[str, dict[str, 
     for s, label in zip(split_of, labels):
         counts[s][label] = counts[s].get(label, 0) + 1
     return {s: dict(sorted(c.items())) | {"total": sum(c.values())} for s, c in counts.items()}
+
+
+def assign_folds(group_of: list[int], labels: list[str], *, k: int, seed: int) -> list[int]:
+    """Fold index (0..k-1) per image for group-aware, class-stratified k-fold cross-validation:
+    per class, groups are dealt largest first (shuffled within equal sizes) to the fold holding
+    the fewest images of that class, so no group is cut and class ratios match across folds."""
+    if k < 2:
+        raise ValueError("cross-validation needs at least 2 folds")
+    members: dict[int, list[int]] = collections.defaultdict(list)
+    for i, g in enumerate(group_of):
+        members[g].append(i)
+    glabel = group_labels(group_of, labels)
+    rng = np.random.default_rng(seed)
+    fold_of_group: dict[int, int] = {}
+    for label in sorted(set(glabel.values())):
+        groups = sorted(g for g in members if glabel[g] == label)
+        rng.shuffle(groups)
+        groups.sort(key=lambda g: -len(members[g]))
+        filled = [0] * k
+        for g in groups:
+            fold = min(range(k), key=lambda f: (filled[f], f))
+            fold_of_group[g] = fold
+            filled[fold] += len(members[g])
+    return [fold_of_group[g] for g in group_of]

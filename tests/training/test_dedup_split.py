@@ -6,6 +6,7 @@ import io
 import json
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -13,7 +14,7 @@ from PIL import Image
 from model_training.__main__ import main
 from model_training.data import decode_all, discover
 from model_training.dedup import find_duplicates
-from model_training.split import split_groups
+from model_training.split import assign_folds, split_groups
 from tests.training.synthetic import make_folder
 
 
@@ -87,3 +88,30 @@ def test_split_is_stratified_and_seeded():
         assert got.count("test") == round(0.2 * n) and got.count("val") == round(0.2 * n)
     assert split != split_groups(group_of, labels, val_fraction=0.2, test_fraction=0.2, seed=2)
     assert np.mean([s == "train" for s in split]) == 0.6
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 5), min_size=6, max_size=60),
+    k=st.integers(2, 5),
+    seed=st.integers(0, 2**16),
+)
+def test_folds_never_cut_a_group(sizes, k, seed):
+    group_of = [g for g, n in enumerate(sizes) for _ in range(n)]
+    labels = [("benign", "malignant", "normal")[g % 3] for g in group_of]
+    folds = assign_folds(group_of, labels, k=k, seed=seed)
+    assert set(folds) <= set(range(k))
+    for g in set(group_of):
+        assert len({f for f, gg in zip(folds, group_of) if gg == g}) == 1
+    assert folds == assign_folds(group_of, labels, k=k, seed=seed)
+
+
+def test_folds_are_stratified():
+    group_of = list(range(300))
+    labels = ["benign"] * 150 + ["malignant"] * 100 + ["normal"] * 50
+    folds = assign_folds(group_of, labels, k=5, seed=3)
+    for label, n in (("benign", 150), ("malignant", 100), ("normal", 50)):
+        got = [f for f, l in zip(folds, labels) if l == label]
+        assert [got.count(f) for f in range(5)] == [n // 5] * 5
+    with pytest.raises(ValueError):
+        assign_folds(group_of, labels, k=1, seed=0)
