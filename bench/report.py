@@ -52,9 +52,11 @@ def goals(results: dict) -> list[dict]:
                  if wall is not None else "not available", "met": None if wall is None else wall <= 900})
 
     deps = _get(sizes, "lambda_deps", "total_mb")
-    rows.append({"goal": "Lambda Python dependencies (lambda_src/requirements.txt installed alone)", "target": "<= 150 MB",
-                 "measured": f"{deps} MB" if deps is not None else "not measured",
-                 "met": None if deps is None else deps <= 150})
+    installed = _get(sizes, "lambda_deps", "installed_mb")
+    measured = "not measured" if deps is None else f"{deps} MB" + (
+        f" as shipped ({installed} MB installed, less what lambda_src/prune_site.py removes)" if installed else "")
+    rows.append({"goal": "Lambda Python dependencies (lambda_src/requirements.txt installed alone, as the image gets them)",
+                 "target": "<= 150 MB", "measured": measured, "met": None if deps is None else deps <= 150})
     return rows
 
 
@@ -151,15 +153,22 @@ def markdown(results: dict) -> str:
         deps, img = sizes.get("lambda_deps", {}), sizes.get("image_estimate", {})
         out += ["## Sizes", "", "| item | MB |", "|---|---|"]
         out += [f"| model file `{m['path']}` ({m['input_dtype'] or 'see card'}) | {m['mb']} |" for m in sizes.get("model_files", [])]
-        out += [f"| Lambda dependencies (`pip install --target`, Python {deps.get('python')}) | {deps.get('total_mb')} |"]
+        if deps.get("installed_mb") is not None:
+            out += [f"| Lambda dependencies as installed (`pip install --target`, Python {deps.get('python')}) "
+                    f"| {deps['installed_mb']} |",
+                    f"| &nbsp;&nbsp;less what `lambda_src/prune_site.py` removes (same image layer) | -{deps.get('pruned_mb')} |",
+                    f"| **Lambda dependencies as shipped** | **{deps.get('total_mb')}** |"]
+        else:  # results from before the prune step
+            out += [f"| Lambda dependencies (`pip install --target`, Python {deps.get('python')}) | {deps.get('total_mb')} |"]
         out += [f"| &nbsp;&nbsp;of which `{p['name']}` | {p['mb']} |" for p in deps.get("largest", [])[:4]]
-        out += [f"| &nbsp;&nbsp;of which compiled `.pyc` / package test suites | {deps.get('pyc_mb')} / {deps.get('tests_mb')} |"]
-        if deps.get("removable_mb") is not None:
-            out += [f"| &nbsp;&nbsp;of which removable (LiteRT WebGPU accelerator + test suites; the image keeps them today) "
-                    f"| {deps['removable_mb']} |"]
+        out += [f"| &nbsp;&nbsp;of which compiled `.pyc` / test code (`tests`, `testing` folders) | "
+                f"{deps.get('pyc_mb')} / {deps.get('tests_mb')} |"]
         out += [f"| expected image: base (assumed) {img.get('base_mb')} + deps {img.get('deps_mb')} + model "
                 f"{img.get('model_dir_mb')} + code {img.get('code_mb')} | **{img.get('total_mb')}** |", "",
                 f"How: {img.get('method', '')}.", ""]
+        if deps.get("pruned"):
+            out += ["Removed by `lambda_src/prune_site.py` (MB): " + "; ".join(
+                f"`{r['pattern']}` {r['mb']}" for r in deps["pruned"]) + ". Why each: the script's rules.", ""]
     out += ["Raw numbers: `bench/results.json`. Medians and ratios above come from this one run."]
     return "\n".join(out) + "\n"
 

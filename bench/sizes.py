@@ -1,9 +1,11 @@
-"""Sizes: model files, the Lambda's Python dependencies (lambda_src/requirements.txt installed alone), the image."""
+"""Sizes: model files, the Lambda's Python dependencies (lambda_src/requirements.txt installed alone and
+pruned by lambda_src/prune_site.py, as the Dockerfile does), the image."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +14,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 LAMBDA_REQUIREMENTS = REPO / "lambda_src" / "requirements.txt"
+PRUNE_SCRIPT = REPO / "lambda_src" / "prune_site.py"
 #: Not measured here (no Docker engine, no registry access): the approximate
 #: uncompressed size of public.ecr.aws/lambda/python:3.12 (Amazon Linux 2023,
 #: Python, the runtime interface client, boto3). Override with --base-image-mb.
@@ -49,56 +52,99 @@ def _installer(path: Path, site: Path) -> bool:
 
 
 def default_deps_python() -> str:
-    """The Lambda image's Python (3.12) when this machine has it, else the running one."""
-    return shutil.which("python3.12") or sys.executable
+    """The Lambda image's Python (3.12) when this machine has a working one, else the running one."""
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates = [shutil.which("python3.12"), *sorted(map(str, pyenv.glob("versions/3.12*/bin/python3.12")))]
+    for exe in filter(None, candidates):
+        # A pyenv shim is on PATH even when no 3.12 is selected, and then fails: try it.
+        if subprocess.run([exe, "-c", "pass"], capture_output=True, timeout=30).returncode == 0:
+            return exe
+    return sys.executable
+
+
+def _python_version(python: str) -> str:
+    return subprocess.run([python, "-c", "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _measure(site: Path) -> dict:
+    """Bytes per top-level package (pip's own tools left out), compiled .pyc and test code, in one tree."""
+    packages: dict[str, int] = {}
+    for entry in site.iterdir():
+        if entry.name.split("-")[0] in _INSTALLER_DIRS or entry.name == "__pycache__":
+            continue
+        size = tree_bytes(entry) if entry.is_dir() else entry.stat().st_size
+        key = entry.name.split("-")[0].lower().removesuffix(".libs")
+        key = {"pil": "pillow"}.get(key, key)  # Pillow installs PIL/ and pillow.libs/
+        packages[key] = packages.get(key, 0) + size
+    files = [p for p in site.rglob("*") if p.is_file() and not p.is_symlink() and not _installer(p, site)]
+    top = sorted(packages.items(), key=lambda kv: -kv[1])
+    return {
+        "total_bytes": sum(packages.values()),
+        "largest": [{"name": k, "mb": _mb(v)} for k, v in top[:6]],
+        "pyc_mb": _mb(sum(p.stat().st_size for p in files if p.suffix == ".pyc")),
+        "tests_mb": _mb(sum(p.stat().st_size for p in files
+                            if {"tests", "testing"} & set(p.relative_to(site).parts[1:-1]))),
+    }
+
+
+def install_lambda_deps(site: Path, python: str) -> dict:
+    """Build the Lambda's dependency tree as lambda_src/Dockerfile does: ``pip install --target`` of
+    lambda_src/requirements.txt, then lambda_src/prune_site.py on it (same command line).
+
+    Returns the measurements before and after pruning and what each prune rule removed.
+    Raises RuntimeError when either step fails (prune_site.py's message included).
+    """
+    site = Path(site)
+    proc = subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", str(site),
+         "-r", str(LAMBDA_REQUIREMENTS)], capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"pip install -r {LAMBDA_REQUIREMENTS} failed:\n{proc.stderr[-3000:]}")
+    installed = _measure(site)
+    report = site.parent / f"{site.name}.prune.json"
+    proc = subprocess.run([python, str(PRUNE_SCRIPT), str(site), "--report", str(report)],
+                          capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{PRUNE_SCRIPT.name} failed on the fresh install:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    pruned = json.loads(report.read_text())
+    report.unlink()
+    return {"installed": installed, "shipped": _measure(site), "rules": pruned["rules"]}
 
 
 def lambda_deps(cache_dir: Path, python: str) -> dict:
-    """Install exactly lambda_src/requirements.txt the way the Dockerfile does (``pip install --target``)
-    into a temporary folder and measure it.
+    """Measure the Lambda's Python dependencies as the image gets them: installed, then pruned.
 
-    Cached by the requirements file's hash and the Python version: the install downloads ~60 MB of wheels.
+    Cached by the hashes of the requirements and of the prune script, and the Python version:
+    the install downloads ~60 MB of wheels.
     """
-    version = subprocess.run([python, "-c", "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    version = _python_version(python)
     digest = hashlib.sha256(LAMBDA_REQUIREMENTS.read_bytes()).hexdigest()[:16]
-    cache = Path(cache_dir) / f"lambda_deps_{digest}_py{version}.json"
+    prune_digest = hashlib.sha256(PRUNE_SCRIPT.read_bytes()).hexdigest()[:16]
+    cache = Path(cache_dir) / f"lambda_deps_{digest}_prune_{prune_digest}_py{version}.json"
     if cache.is_file():
         return json.loads(cache.read_text()) | {"cached": True}
-    print(f"measuring the Lambda dependencies: pip install --target with Python {version} (~1 min) ...",
-          file=sys.stderr)
+    print(f"measuring the Lambda dependencies: pip install --target with {python} (Python {version}), "
+          f"then {PRUNE_SCRIPT.name} (~1 min) ...", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
-        site = Path(tmp) / "task_root"
-        proc = subprocess.run(
-            [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", str(site),
-             "-r", str(LAMBDA_REQUIREMENTS)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"pip install -r {LAMBDA_REQUIREMENTS} failed:\n{proc.stderr[-3000:]}")
-        packages: dict[str, int] = {}
-        pyc = sum(p.stat().st_size for p in site.rglob("*.pyc") if not _installer(p, site))
-        tests = sum(p.stat().st_size for p in site.rglob("*") if p.is_file() and not _installer(p, site)
-                    and {"tests", "testing"} & set(p.relative_to(site).parts[1:-1]))
-        gpu = sum(p.stat().st_size for p in site.glob("ai_edge_litert/*WebGpu*"))
-        for entry in site.iterdir():
-            if entry.name.split("-")[0] in _INSTALLER_DIRS or entry.name == "__pycache__":
-                continue
-            size = tree_bytes(entry) if entry.is_dir() else entry.stat().st_size
-            key = entry.name.split("-")[0].lower().removesuffix(".libs")
-            key = {"pil": "pillow"}.get(key, key)  # Pillow installs PIL/ and pillow.libs/
-            packages[key] = packages.get(key, 0) + size
-    top = sorted(packages.items(), key=lambda kv: -kv[1])
+        built = install_lambda_deps(Path(tmp) / "task_root", python)
+    installed, shipped = built["installed"], built["shipped"]
     result = {
-        "total_mb": _mb(sum(packages.values())),
-        "largest": [{"name": k, "mb": _mb(v)} for k, v in top[:6]],
-        "pyc_mb": _mb(pyc),
-        "tests_mb": _mb(tests),
-        # LiteRT's WebGPU accelerator (no GPU on Lambda) and the packages' own test suites: the handler
-        # was checked to still answer with both deleted from a --target install (not done by the image today).
-        "removable_mb": _mb(gpu + tests),
+        # What ships: the tree after prune_site.py, which the Dockerfile runs in the install's layer.
+        "total_mb": _mb(shipped["total_bytes"]),
+        "installed_mb": _mb(installed["total_bytes"]),
+        "pruned_mb": _mb(installed["total_bytes"] - shipped["total_bytes"]),
+        "pruned": [{"pattern": r["pattern"], "mb": _mb(r["bytes"]), "reason": r["reason"]} for r in built["rules"]],
+        "largest": shipped["largest"],
+        "pyc_mb": shipped["pyc_mb"],
+        "tests_mb": shipped["tests_mb"],
+        "installed_tests_mb": installed["tests_mb"],
         "requirements_sha256_16": digest,
+        "prune_sha256_16": prune_digest,
         "python": version,
-        "method": f"pip install --target (as lambda_src/Dockerfile does) of lambda_src/requirements.txt with "
-        f"Python {version}; bytes on disk including the .pyc pip compiles",
+        "method": f"pip install --target of lambda_src/requirements.txt with Python {version}, then "
+        "lambda_src/prune_site.py on it, both as lambda_src/Dockerfile runs them; bytes on disk including "
+        "the .pyc pip compiles",
     }
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(result, indent=2))
@@ -120,7 +166,7 @@ def run(*, model_dir: Path, extra_model_dirs: list[Path], cache_dir: Path, base_
             "code_mb": code_mb,
             "total_mb": round(base_image_mb + deps["total_mb"] + model_mb + code_mb, 1),
             "method": f"estimate = base image (ASSUMED {base_image_mb:g} MB uncompressed for "
-            "public.ecr.aws/lambda/python:3.12, not measured: no Docker engine here) + measured deps "
-            "+ measured lambda_src/model + measured lambda_src/classifier",
+            "public.ecr.aws/lambda/python:3.12, not measured: no Docker engine here) + measured deps as "
+            "shipped (pruned) + measured lambda_src/model + measured lambda_src/classifier",
         },
     }
