@@ -101,10 +101,11 @@ def _check_required(target: Path, required: tuple[str, ...], doomed: list[Path])
     """Each required glob must keep a match that no planned deletion covers."""
     gone = [g for g in required
             if not any(not any(m == d or d in m.parents for d in doomed) for m in target.glob(g))]
-    if gone:
+    if gone and doomed:
         raise PruneError("required files would be missing after pruning (a rule is too broad, or the "
-                         "install is incomplete); nothing was deleted: " + ", ".join(gone) if doomed else
-                         "required files are missing after pruning: " + ", ".join(gone))
+                         "install is incomplete); nothing was deleted: " + ", ".join(gone))
+    if gone:
+        raise PruneError("required files are missing: " + ", ".join(gone))
 
 
 def plan(target: Path, rules: tuple[Rule, ...] = RULES) -> list[tuple[Rule, list[Path]]]:
@@ -154,8 +155,8 @@ def prune(target: Path, *, rules: tuple[Rule, ...] = RULES, required: tuple[str,
             f"  ({len(paths)} path{'s' * (len(paths) != 1)}): {rule.reason}")
     if not dry_run:
         _check_required(target, required, [])
-    after = before - saved if dry_run else _size(target)
     saved = sum(r["bytes"] for r in rows)
+    after = before - saved if dry_run else _size(target)
     log(f"{'would save' if dry_run else 'saved'} {saved / 1e6:.1f} MB: {before / 1e6:.1f} MB -> "
         f"{(before - saved) / 1e6:.1f} MB in {target}")
     return {"before_bytes": before, "after_bytes": after,

@@ -1,4 +1,5 @@
-"""The image needs nothing but lambda_src/requirements.txt: a fresh venv from exactly that file runs the handler.
+"""The image needs nothing but lambda_src/requirements.txt: a fresh venv from exactly that file runs the handler,
+and so does the task root the Dockerfile builds (pip install --target, then lambda_src/prune_site.py).
 
 Also checks that the pinned requirements resolve to wheels for the image's
 Python (3.12) on both Lambda architectures, as `pip install` in the Dockerfile will.
@@ -18,8 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from bench import sizes
+from classifier.engine import Engine
+
 REPO = Path(__file__).resolve().parents[2]
 CONTEXT = REPO / "lambda_src"
+BUNDLED_MODEL = CONTEXT / "model"
 
 pytestmark = pytest.mark.slow
 
@@ -49,6 +54,7 @@ SCRIPT = textwrap.dedent('''
     for name, event in events.items():
         r = lambda_handler(event, LocalContext())
         out[name] = {"status": r["statusCode"], "body": json.loads(r["body"])}
+    out["files"] = {m: sys.modules[m].__file__ for m in ("numpy", "PIL", "ai_edge_litert", "aws_lambda_powertools")}
     print("RESULT " + json.dumps(out))
 ''')
 
@@ -63,28 +69,28 @@ def _dockerfile_env(task_root: Path) -> dict[str, str]:
     return env
 
 
-def test_handler_runs_in_a_venv_built_from_the_image_requirements(tmp_path, tiny_model_dir):
-    start = time.monotonic()
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    py = venv / "bin" / "python"
-    pip = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                          "-r", str(CONTEXT / "requirements.txt")], capture_output=True, text=True, timeout=300)
-    assert pip.returncode == 0, pip.stdout + pip.stderr
-    install_s = time.monotonic() - start
-
-    # $LAMBDA_TASK_ROOT as the Dockerfile lays it out: classifier/ and model/ side by side.
-    task = tmp_path / "task"
+def _task_root(tmp_path: Path, model_dir: Path, task: Path | None = None) -> tuple[Path, Path]:
+    """$LAMBDA_TASK_ROOT as the Dockerfile lays it out (classifier/ and model/ side by side), and a PNG."""
+    task = task or tmp_path / "task"
     shutil.copytree(CONTEXT / "classifier", task / "classifier",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    shutil.copytree(tiny_model_dir, task / "model")
+    # Of model/, the image gets only these two (lambda_src/.dockerignore).
+    shutil.copytree(model_dir, task / "model",
+                    ignore=lambda _dir, names: [n for n in names if n not in ("model.tflite", "model.json")])
     png = tmp_path / "us.png"
     shutil.copy(REPO / "examples" / "benign.png", png)
+    return task, png
 
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "LAMBDA_TASK_ROOT": str(task),
-           "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001", "PYTHONNOUSERSITE": "1", "PYTHONPATH": str(task),
-           "POWERTOOLS_METRICS_DISABLED": "true", **_dockerfile_env(task)}
-    run = subprocess.run([str(py), "-c", SCRIPT, str(png)], capture_output=True, text=True, timeout=120,
+
+def _handler_env(tmp_path: Path, task: Path) -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "LAMBDA_TASK_ROOT": str(task),
+            "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001", "PYTHONNOUSERSITE": "1", "PYTHONPATH": str(task),
+            "POWERTOOLS_METRICS_DISABLED": "true", **_dockerfile_env(task)}
+
+
+def _serve_events(python: list[str], task: Path, env: dict[str, str], png: Path) -> dict:
+    """Run SCRIPT (the four API Gateway events) with `python`; check the answers; return them."""
+    run = subprocess.run([*python, "-c", SCRIPT, str(png)], capture_output=True, text=True, timeout=120,
                          cwd=str(task), env=env)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     (line,) = [ln for ln in run.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -96,6 +102,22 @@ def test_handler_runs_in_a_venv_built_from_the_image_requirements(tmp_path, tiny
     assert out["raw"]["body"] == out["json"]["body"]
     assert out["health"]["status"] == 200 and out["health"]["body"]["status"] == "ok"
     assert (out["bad"]["status"], out["bad"]["body"]["error"]["code"]) == (400, "not_an_image")
+    return out
+
+
+def test_handler_runs_in_a_venv_built_from_the_image_requirements(tmp_path, tiny_model_dir):
+    start = time.monotonic()
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    py = venv / "bin" / "python"
+    pip = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                          "-r", str(CONTEXT / "requirements.txt")], capture_output=True, text=True, timeout=300)
+    assert pip.returncode == 0, pip.stdout + pip.stderr
+    install_s = time.monotonic() - start
+
+    task, png = _task_root(tmp_path, tiny_model_dir)
+    env = _handler_env(tmp_path, task)
+    _serve_events([str(py)], task, env, png)
 
     # `make demo` runs in exactly such a venv: the demo, local API and client need nothing more either.
     demo = subprocess.run([str(py), "-m", "classifier.demo", "--model", str(task / "model"),
@@ -104,6 +126,34 @@ def test_handler_runs_in_a_venv_built_from_the_image_requirements(tmp_path, tiny
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
     assert "3/3 answered" in demo.stdout
     print(f"clean venv: install {install_s:.0f} s, total {time.monotonic() - start:.0f} s")
+
+
+def test_handler_serves_from_the_pruned_task_root_the_image_ships(tmp_path, request):
+    """The Dockerfile's two steps (pip install --target, prune_site.py) via the code `make bench` measures
+    with, then the handler on that task root alone, with the bundled model: same answer as the full install."""
+    start = time.monotonic()
+    task = tmp_path / "task"
+    built = sizes.install_lambda_deps(task, sys.executable)  # the same two commands the Dockerfile runs
+    saved = built["installed"]["total_bytes"] - built["shipped"]["total_bytes"]
+    assert saved >= sum(r["bytes"] for r in built["rules"]) * 0.99 and saved > 30e6, built["rules"]
+    assert not (task / "ai_edge_litert" / "libLiteRtWebGpuAccelerator.so").exists()
+    install_s = time.monotonic() - start
+
+    # The model that ships (its ops, not just the tiny model's); the tiny one only where it is absent.
+    model_dir = (BUNDLED_MODEL if (BUNDLED_MODEL / "model.tflite").is_file()
+                 else request.getfixturevalue("tiny_model_dir"))
+    _, png = _task_root(tmp_path, model_dir, task=task)
+    # -S: no site-packages (this venv's full numpy/LiteRT stay out); only the task root, as on Lambda.
+    out = _serve_events([sys.executable, "-S"], task, _handler_env(tmp_path, task), png)
+    for module, path in out["files"].items():
+        assert Path(path).is_relative_to(task), f"{module} came from {path}, not the pruned task root"
+
+    # Pruning changed no number: the full install in this venv gives the same probabilities.
+    expected = Engine(model_dir).predict_bytes(png.read_bytes())
+    assert out["raw"]["body"]["probabilities"] == pytest.approx(expected, abs=1e-6)
+    print(f"pruned task root: {built['installed']['total_bytes'] / 1e6:.1f} -> "
+          f"{built['shipped']['total_bytes'] / 1e6:.1f} MB; install + prune {install_s:.0f} s, "
+          f"total {time.monotonic() - start:.0f} s")
 
 
 @pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
