@@ -8,7 +8,8 @@ same command to measure what ships, and tests/serving prove the pruned tree stil
 
 Exit status 0: pruned. 1: nothing deleted, because a `strict` rule matched nothing (a pinned
 package moved things: review the rule; a second run on a pruned tree fails this way too) or a
-file the handler loads would go (a rule is too broad). 2: bad arguments. Standard library only: it runs with the image's Python 3.12.
+file the handler loads would go (a rule is too broad). 2: bad arguments.
+Standard library only: it runs with the image's Python 3.12, before any code is copied in.
 """
 
 from __future__ import annotations
@@ -158,15 +159,15 @@ def prune(target: Path, *, rules: tuple[Rule, ...] = RULES, required: tuple[str,
     saved = sum(r["bytes"] for r in rows)
     after = before - saved if dry_run else _size(target)
     log(f"{'would save' if dry_run else 'saved'} {saved / 1e6:.1f} MB: {before / 1e6:.1f} MB -> "
-        f"{(before - saved) / 1e6:.1f} MB in {target}")
-    return {"before_bytes": before, "after_bytes": after,
-            "saved_bytes": saved, "dry_run": dry_run, "rules": rows}
+        f"{after / 1e6:.1f} MB in {target}")
+    return {"before_bytes": before, "after_bytes": after, "saved_bytes": saved, "dry_run": dry_run, "rules": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="prune_site.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("target", type=Path, help="the folder `pip install --target` wrote (in the image: $LAMBDA_TASK_ROOT)")
+    p.add_argument("target", type=Path,
+                   help="the folder `pip install --target` wrote (in the image: $LAMBDA_TASK_ROOT)")
     p.add_argument("--dry-run", action="store_true", help="list what would go and check the rules; delete nothing")
     p.add_argument("--report", type=Path, help="also write the result as JSON to this file")
     args = p.parse_args(argv)
