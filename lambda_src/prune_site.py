@@ -4,7 +4,7 @@ The single source of truth for what the image leaves out: the Dockerfile runs it
 RUN layer as the install (so the deleted bytes never land in a layer), `make bench` runs the
 same command to measure what ships, and tests/serving prove the pruned tree still serves.
 
-    python3 prune_site.py TARGET [--dry-run] [--report FILE]
+    python3 prune_site.py TARGET [--dry-run] [--report FILE] [--machine aarch64]
 
 Exit status 0: pruned. 1: nothing deleted, because a `strict` rule matched nothing (a pinned
 package moved things: review the rule; a second run on a pruned tree fails this way too) or a
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import shutil
 import sys
 from dataclasses import dataclass
@@ -30,6 +31,12 @@ class Rule:
     #: package layout changed and the rule (and its reason) must be re-checked, not ignored.
     #: False only where a miss is harmless and expected across versions.
     strict: bool = True
+    #: Machines (platform.machine()) whose wheels ship these files; empty: all. Elsewhere the
+    #: rule may match nothing (the aarch64 LiteRT wheel has no NPU tools).
+    shipped_on: tuple[str, ...] = ()
+
+    def strict_on(self, machine: str) -> bool:
+        return self.strict and (not self.shipped_on or machine in self.shipped_on)
 
 
 # Checked by loading the pinned versions with the handler and reading /proc/self/maps and
@@ -38,9 +45,9 @@ class Rule:
 RULES: tuple[Rule, ...] = (
     Rule(pattern="ai_edge_litert/libLiteRtWebGpuAccelerator.so",
          reason="LiteRT's WebGPU accelerator: Lambda has no GPU; the CPU Interpreter never dlopens it"),
-    Rule(pattern="ai_edge_litert/tools/apply_plugin_main",
+    Rule(pattern="ai_edge_litert/tools/apply_plugin_main", shipped_on=("x86_64",),
          reason="ahead-of-time NPU compiler CLI (a binary), only run by ai_edge_litert.aot"),
-    Rule(pattern="ai_edge_litert/vendors",
+    Rule(pattern="ai_edge_litert/vendors", shipped_on=("x86_64",),
          reason="NPU compiler/dispatch plugins (Qualcomm, MediaTek, ...); the Interpreter never looks there"),
     Rule(pattern="ai_edge_litert/aot",
          reason="ahead-of-time NPU compilation in Python; needs the two entries above, so remove it with them"),
@@ -109,7 +116,8 @@ def _check_required(target: Path, required: tuple[str, ...], doomed: list[Path])
         raise PruneError("required files are missing: " + ", ".join(gone))
 
 
-def plan(target: Path, rules: tuple[Rule, ...] = RULES) -> list[tuple[Rule, list[Path]]]:
+def plan(target: Path, rules: tuple[Rule, ...] = RULES, *, machine: str = platform.machine()
+         ) -> list[tuple[Rule, list[Path]]]:
     """Every rule with the paths it matches (outermost only: a match inside another is dropped)."""
     target = Path(target)
     out, missing = [], []
@@ -118,17 +126,17 @@ def plan(target: Path, rules: tuple[Rule, ...] = RULES) -> list[tuple[Rule, list
             raise PruneError(f"rule {rule.pattern!r} must stay inside the target folder")
         matches = sorted(target.glob(rule.pattern))
         outer = [p for p in matches if not any(q != p and q in p.parents for q in matches)]
-        if not outer and rule.strict:
+        if not outer and rule.strict_on(machine):
             missing.append(rule.pattern)
         out.append((rule, outer))
     if missing:
-        raise PruneError("these strict rules match nothing in " f"{target} (did a pinned package change "
-                         "its layout? re-check the rule and its reason): " + ", ".join(missing))
+        raise PruneError(f"these strict rules match nothing in {target} ({machine}): did a pinned package "
+                         "change its layout? Re-check the rule and its reason: " + ", ".join(missing))
     return out
 
 
 def prune(target: Path, *, rules: tuple[Rule, ...] = RULES, required: tuple[str, ...] = REQUIRED,
-          dry_run: bool = False, log=print) -> dict:
+          machine: str = platform.machine(), dry_run: bool = False, log=print) -> dict:
     """Delete every rule's matches under `target`; returns bytes before/after and per-rule savings.
 
     Checks every rule and the required files before deleting anything, and the required files again after.
@@ -136,7 +144,7 @@ def prune(target: Path, *, rules: tuple[Rule, ...] = RULES, required: tuple[str,
     target = Path(target)
     if not target.is_dir():
         raise PruneError(f"{target} is not a folder (expected a `pip install --target` tree)")
-    planned = plan(target, rules)
+    planned = plan(target, rules, machine=machine)
     doomed = [p for _, paths in planned for p in paths]
     # Checked before deleting anything (so a failed run leaves the tree whole) and again after.
     _check_required(target, required, doomed)
@@ -170,9 +178,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="the folder `pip install --target` wrote (in the image: $LAMBDA_TASK_ROOT)")
     p.add_argument("--dry-run", action="store_true", help="list what would go and check the rules; delete nothing")
     p.add_argument("--report", type=Path, help="also write the result as JSON to this file")
+    p.add_argument("--machine", default=platform.machine(),
+                   help="the architecture the tree was installed for, as platform.machine() names it "
+                   "(default: this one, %(default)s; the image build runs on its target architecture)")
     args = p.parse_args(argv)
     try:
-        result = prune(args.target, dry_run=args.dry_run)
+        result = prune(args.target, machine=args.machine, dry_run=args.dry_run)
     except PruneError as exc:
         print(f"prune_site: error: {exc}", file=sys.stderr)
         return 1

@@ -157,17 +157,27 @@ def test_handler_serves_from_the_pruned_task_root_the_image_ships(tmp_path, requ
 
 
 @pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
-def test_requirements_resolve_to_wheels_for_the_lambda_image(tmp_path, arch):
-    """pip's own resolver, for Python 3.12 on manylinux (glibc 2.34 in the image): binary wheels only."""
+def test_image_wheels_install_and_prune_on_both_lambda_architectures(tmp_path, arch):
+    """pip's own resolver, for Python 3.12 on manylinux (glibc 2.34 in the image), binary wheels only, as the
+    image gets them; then prune_site.py for that architecture (its rules must hold there too: the aarch64
+    LiteRT wheel ships no NPU tools). Nothing here runs the aarch64 code: this machine is x86_64."""
     platforms = [f"--platform=manylinux_2_{minor}_{arch}" for minor in range(17, 35)] + [f"--platform=manylinux2014_{arch}"]
-    report = tmp_path / "report.json"
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed",
+    report, site = tmp_path / "report.json", tmp_path / "task"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--ignore-installed",
                            "--disable-pip-version-check", "--only-binary=:all:", "--python-version=3.12",
-                           *platforms, "--target", str(tmp_path / "t"), "--report", str(report),
-                           "-r", str(CONTEXT / "requirements.txt")], capture_output=True, text=True, timeout=240)
+                           *platforms, "--target", str(site), "--report", str(report),
+                           "-r", str(CONTEXT / "requirements.txt")], capture_output=True, text=True, timeout=300)
     if proc.returncode != 0 and ("Could not fetch" in proc.stderr or "NewConnectionError" in proc.stderr):
         pytest.skip(f"no package index reachable: {proc.stderr[-300:]}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     wheels = [item["download_info"]["url"].rsplit("/", 1)[-1] for item in json.loads(report.read_text())["install"]]
     litert = [w for w in wheels if w.startswith("ai_edge_litert-")]
     assert litert and "cp312" in litert[0] and arch in litert[0]
+
+    pruned = tmp_path / "pruned.json"
+    prune = subprocess.run([sys.executable, str(sizes.PRUNE_SCRIPT), str(site), "--machine", arch,
+                            "--report", str(pruned)], capture_output=True, text=True, timeout=120)
+    assert prune.returncode == 0, prune.stdout[-2000:] + prune.stderr[-2000:]
+    result = json.loads(pruned.read_text())
+    assert result["saved_bytes"] > 30e6 and not (site / "ai_edge_litert" / "libLiteRtWebGpuAccelerator.so").exists()
+    print(f"{arch}: {result['before_bytes'] / 1e6:.1f} -> {result['after_bytes'] / 1e6:.1f} MB")

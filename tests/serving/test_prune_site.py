@@ -67,7 +67,7 @@ def test_a_strict_rule_that_matches_nothing_fails_before_anything_is_deleted(tmp
     root = _tree(tmp_path / "site")
     (root / "pkg" / "gpu.so").unlink()  # as if an upgrade had moved the accelerator
     before = _files(root)
-    with pytest.raises(PruneError, match=r"strict rules match nothing.*pkg/gpu\.so"):
+    with pytest.raises(PruneError, match=r"strict rules match nothing.*Re-check.*pkg/gpu\.so"):
         prune_site.prune(root, rules=RULES, required=REQUIRED, log=lambda _: None)
     assert _files(root) == before
     # The same tree passes once the only miss is a non-strict rule.
@@ -123,3 +123,14 @@ def test_dockerfile_prunes_in_the_same_layer_as_the_install():
     copies = [args.split() for word, args in instructions() if word == "COPY"]
     assert any("prune_site.py" in c[:-1] for c in copies)
     assert not dockerignore_excludes("prune_site.py")
+
+
+def test_a_rule_for_files_only_some_architectures_ship_is_strict_only_there(tmp_path):
+    root = _tree(tmp_path / "site")
+    rules = (*RULES, Rule(pattern="pkg/npu_tool", reason="x86_64 wheel only", shipped_on=("x86_64",)))
+    before = _files(root)
+    with pytest.raises(PruneError, match=r"\(x86_64\).*pkg/npu_tool"):
+        prune_site.prune(root, rules=rules, required=REQUIRED, machine="x86_64", log=lambda _: None)
+    assert _files(root) == before
+    result = prune_site.prune(root, rules=rules, required=REQUIRED, machine="aarch64", log=lambda _: None)
+    assert result["saved_bytes"] == 1132
