@@ -33,6 +33,8 @@ def _training_args(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     p.add_argument("--unfreeze", type=float, default=d.unfreeze,
                    help="fraction of backbone layers, from the top, trained in stage 2 (BatchNorm stays frozen)")
     p.add_argument("--lr", type=float, default=d.fine_tune_lr, help="stage-2 learning rate (Adam)")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
+                   help="stage-2 label smoothing (0: off); calibration is refitted afterwards by the temperature")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs) on val loss")
     p.add_argument("--ensemble", type=int, default=d.ensemble,
@@ -117,7 +119,7 @@ def _config(args, **extra) -> TrainConfig:
         near_dup_threshold=args.near_dup_threshold, keep_conflicts=args.keep_conflicts, skip_bad=args.skip_bad,
         head_units=args.head_units, head_dropout=args.head_dropout, head_lr=args.head_lr,
         head_epochs=args.head_epochs, epochs=args.epochs, unfreeze=args.unfreeze, fine_tune_lr=args.lr,
-        batch_size=args.batch_size, patience=args.patience, ensemble=args.ensemble, tta_flip=args.tta_flip, **extra,
+        label_smoothing=args.label_smoothing, batch_size=args.batch_size, patience=args.patience, ensemble=args.ensemble, tta_flip=args.tta_flip, **extra,
     )
 
 

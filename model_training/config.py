@@ -31,6 +31,7 @@ class TrainConfig:
     epochs: int = 25  # stage-2 epochs (0 skips fine-tuning)
     unfreeze: float = 1.0  # fraction of the backbone's layers, from the top, made trainable
     fine_tune_lr: float = 1e-4  # BatchNorm frozen; 2e-5 and 5e-5 underfit, 2e-4 overshot on validation
+    label_smoothing: float = 0.0  # stage-2 loss; the temperature fitted afterwards re-calibrates
     batch_size: int = 16
     patience: int = 5
     ensemble: int = 3  # fine-tuned models (seeds) averaged in the served graph, if validation agrees

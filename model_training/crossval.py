@@ -127,7 +127,7 @@ def cv_markdown(result: dict) -> str:
     return f"""# Cross-validation: {result['folds']} group-aware folds of train + val ({result['n']} images)
 
 Research use only; not a medical device. Test split not used. Backbone {cfg['backbone']}, input
-{cfg['input_size']}, unfreeze {cfg['unfreeze']}, lr {cfg['fine_tune_lr']}, epochs {cfg['epochs']},
+{cfg['input_size']}, unfreeze {cfg['unfreeze']}, lr {cfg['fine_tune_lr']}, label smoothing {cfg['label_smoothing']}, epochs {cfg['epochs']},
 ensemble {cfg['ensemble']}, seed {cfg['seed']}. Temperatures cross-fitted on the other folds.
 
 | candidate | {' | '.join(SUMMARY_KEYS)} |

@@ -219,7 +219,7 @@ Chosen on validation: **{extra['chosen']['stage']}**, {extra['chosen']['tta']}.
 
 Stage 2: {extra['fine_tune']['members']} fine-tuned model(s) (seeds seed + 1000 k), {extra['fine_tune']['served_members']} served;
 epochs run {extra['fine_tune']['epochs_run']} (early stopping on validation loss), {extra['fine_tune']['trainable_layers']}
-trainable layers (BatchNorm frozen), lr {cfg.fine_tune_lr:g}, augmentation: flip, rotation, zoom, brightness, contrast.
+trainable layers (BatchNorm frozen), lr {cfg.fine_tune_lr:g}, label smoothing {cfg.label_smoothing:g}, augmentation: flip, rotation, zoom, brightness, contrast.
 Training curves: `training_curves.png`.
 
 ## Test split (held out, LiteRT)
@@ -231,5 +231,6 @@ Plots: `confusion_matrix.png`, `roc.png`, `reliability.png`, `training_curves.pn
 Parity LiteRT vs Keras on the test split: {extra['parity']['same_label']}/{extra['parity']['n']} same label,
 max probability difference {extra['parity']['max_abs_prob_diff']:.2e}. `model.tflite` sha256 `{card['tflite_sha256']}`.
 
-Wall time {extra['train_wall_seconds'] / 60:.1f} min, peak memory {extra['peak_memory_mb']:.0f} MB (this process).
+Wall time {extra['train_wall_seconds'] / 60:.1f} min, peak memory {extra['peak_memory_mb']:.0f} MB (this process);
+seconds per stage: {', '.join(f'{k} {v:.0f}' for k, v in extra['stage_seconds'].items())}.
 """

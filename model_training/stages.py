@@ -106,7 +106,8 @@ def fit_stages(cfg: TrainConfig, *, n_classes: int, x_train, y_train, x_val, y_v
         history, n_trainable = steps.fine_tune(
             member, member_backbone, x_train, y_train, x_val, y_val, n_classes=n_classes,
             epochs=cfg.epochs, unfreeze=cfg.unfreeze, lr=cfg.fine_tune_lr, batch_size=cfg.batch_size,
-            patience=cfg.patience, seed=cfg.seed + 1000 * k, desc=f"{desc}fine-tune {k + 1}/{cfg.ensemble}",
+            patience=cfg.patience, label_smoothing=cfg.label_smoothing, seed=cfg.seed + 1000 * k,
+            desc=f"{desc}fine-tune {k + 1}/{cfg.ensemble}",
         )
         histories.append(history)
         members.append(member)

@@ -53,12 +53,15 @@ def build_head(n_classes: int, params: HeadParams, *, mean: np.ndarray, std: np.
     return keras.Sequential(layers, name="head")
 
 
-def _compile(model: keras.Model, lr: float) -> None:
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=lr),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+def _compile(model: keras.Model, lr: float, *, label_smoothing: float = 0.0) -> None:
+    # Label smoothing needs one-hot targets (keras' sparse loss has no such option); see _targets.
+    loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing) \
+        if label_smoothing else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), loss=loss, metrics=["accuracy"])
+
+
+def _targets(y: np.ndarray, n_classes: int, label_smoothing: float) -> np.ndarray:
+    return keras.utils.to_categorical(y, n_classes).astype("float32") if label_smoothing else y
 
 
 def train_head(train_views, y_train, val_views, y_val, *, n_classes, params: HeadParams, epochs, seed):
@@ -131,15 +134,15 @@ def augmenter(seed: int) -> keras.Sequential:
 
 
 def fine_tune(model, backbone, x_train, y_train, x_val, y_val, *, n_classes, epochs, unfreeze, lr,
-              batch_size, patience, seed, desc="fine-tune"):
+              batch_size, patience, seed, label_smoothing=0.0, desc="fine-tune"):
     """Stage 2: unfreeze the top of the backbone, train with augmentation and class weights,
     early-stop on validation loss and restore the best weights."""
     keras.utils.set_random_seed(seed)
     n_trainable = freeze_for_fine_tuning(backbone, unfreeze)
-    _compile(model, lr)
+    _compile(model, lr, label_smoothing=label_smoothing)
     augment = augmenter(seed)
     train_ds = (
-        tf.data.Dataset.from_tensor_slices((x_train, y_train))
+        tf.data.Dataset.from_tensor_slices((x_train, _targets(y_train, n_classes, label_smoothing)))
         .shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True)
         .batch(batch_size)
         .map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=1, deterministic=True)
@@ -147,7 +150,7 @@ def fine_tune(model, backbone, x_train, y_train, x_val, y_val, *, n_classes, epo
     )
     history = model.fit(
         train_ds,
-        validation_data=(x_val, y_val),
+        validation_data=(x_val, _targets(y_val, n_classes, label_smoothing)),
         epochs=epochs,
         class_weight=class_weights(y_train, n_classes),
         callbacks=[
