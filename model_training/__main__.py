@@ -14,7 +14,7 @@ _DEFAULTS = TrainConfig(data=Path("."), out=Path("."), report=Path("."))
 
 
 def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(v) for v in text.split(","))
+    return tuple(float(v) for v in text.split(",") if v.strip())
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -29,6 +29,10 @@ def _training_args(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     p.add_argument("--weights", default=d.weights,
                    help="imagenet (downloaded by Keras), none (random, for tests) or PATH to a .weights.h5 file")
     p.add_argument("--input-size", type=int, default=d.input_size, help="square input side in pixels")
+    p.add_argument("--pool-layers", default=d.pool_layers,
+                   help="inner backbone layers whose global-average-pooled activations are concatenated with the "
+                        "final features (multi-scale): auto (the backbone's default; mobilenet_v2: "
+                        "block_13_expand_relu,block_16_project_BN), none, or a comma list of layer names")
     p.add_argument("--epochs", type=int, default=d.epochs, help="stage-2 fine-tuning epochs (0: head only)")
     p.add_argument("--unfreeze", type=float, default=d.unfreeze,
                    help="fraction of backbone layers, from the top, trained in stage 2 (BatchNorm stays frozen)")
@@ -39,6 +43,8 @@ def _training_args(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs) on val loss")
     p.add_argument("--ensemble", type=int, default=d.ensemble,
                    help="fine-tune this many models (different seeds); their average is served if validation log-loss improves")
+    p.add_argument("--head-c", type=_floats, default=",".join(map(str, d.head_c)),
+                   help="head search: inverse L2 strengths of the logistic-regression heads, comma list ('' for none)")
     p.add_argument("--head-units", type=_ints, default=",".join(map(str, d.head_units)), help="head search: hidden units (0 = linear), comma list")
     p.add_argument("--head-dropout", type=_floats, default=",".join(map(str, d.head_dropout)), help="head search: dropout, comma list")
     p.add_argument("--head-lr", type=_floats, default=",".join(map(str, d.head_lr)), help="head search: learning rates, comma list")
@@ -115,11 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _config(args, **extra) -> TrainConfig:
     return TrainConfig(
         data=args.data, work=args.work, backbone=args.backbone, weights=args.weights, input_size=args.input_size,
-        seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-        near_dup_threshold=args.near_dup_threshold, keep_conflicts=args.keep_conflicts, skip_bad=args.skip_bad,
-        head_units=args.head_units, head_dropout=args.head_dropout, head_lr=args.head_lr,
-        head_epochs=args.head_epochs, epochs=args.epochs, unfreeze=args.unfreeze, fine_tune_lr=args.lr,
-        label_smoothing=args.label_smoothing, batch_size=args.batch_size, patience=args.patience, ensemble=args.ensemble, tta_flip=args.tta_flip, **extra,
+        pool_layers=args.pool_layers, seed=args.seed, val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction, near_dup_threshold=args.near_dup_threshold,
+        keep_conflicts=args.keep_conflicts, skip_bad=args.skip_bad, head_c=args.head_c, head_units=args.head_units,
+        head_dropout=args.head_dropout, head_lr=args.head_lr, head_epochs=args.head_epochs, epochs=args.epochs,
+        unfreeze=args.unfreeze, fine_tune_lr=args.lr, label_smoothing=args.label_smoothing,
+        batch_size=args.batch_size, patience=args.patience, ensemble=args.ensemble, tta_flip=args.tta_flip, **extra,
     )
 
 

@@ -15,6 +15,7 @@ class TrainConfig:
     backbone: str = "mobilenet_v2"
     weights: str = "imagenet"  # imagenet | none | PATH to a .weights.h5 file
     input_size: int = 224
+    pool_layers: str = "auto"  # inner layers pooled beside the final features: auto | none | comma list
     seed: int = 42
     # split
     val_fraction: float = 0.15
@@ -22,8 +23,10 @@ class TrainConfig:
     near_dup_threshold: float = 0.93
     keep_conflicts: bool = False
     skip_bad: bool = False
-    # stage 1: head on cached frozen features, small search picked on validation
-    head_units: tuple[int, ...] = (0, 256)
+    # stage 1: head on cached frozen features, small search picked on validation:
+    # L2 logistic regressions (one per C) and Adam-trained MLPs (units x dropout x lr; units 0 = linear)
+    head_c: tuple[float, ...] = (0.01, 0.03, 0.1)
+    head_units: tuple[int, ...] = (256,)
     head_dropout: tuple[float, ...] = (0.2, 0.5)
     head_lr: tuple[float, ...] = (1e-3, 3e-3)
     head_epochs: int = 150

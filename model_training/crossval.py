@@ -97,7 +97,7 @@ def cross_validate(cfg: TrainConfig, *, folds: int) -> dict:
         for k, views in enumerate(fitted.val_logits["members"]):
             members[k][:, va] = np.stack(views)  # members[k, :, va] would move the fold axis first
         fold_rows.append({"fold": f, "train": int(len(tr)), "held_out": int(len(va)),
-                          "head": {k: fitted.best_head[k] for k in ("units", "dropout", "lr")},
+                          "head": fitted.best_head["head"],
                           "epochs_run": [len(h["loss"]) for h in fitted.histories], "seconds": fitted.seconds})
         del fitted
         keras.backend.clear_session()

@@ -49,6 +49,7 @@ def train(cfg: TrainConfig) -> dict:
     start = time.time()
     import keras
 
+    from .backbones import resolve_pool_layers
     from .export import build_served_model, engine_probs, parity, to_tflite, write_model
     from .stages import choose, fit_stages, score_candidates
 
@@ -128,8 +129,8 @@ def train(cfg: TrainConfig) -> dict:
     peak = peak_memory_mb()
     card_metrics = dict(test_metrics)
     extra = {
-        "config": cfg.to_json(), "chosen": {"stage": stage, "tta": tta}, "validation": candidates,
-        "head_search": search, "head": {k: best_row[k] for k in ("units", "dropout", "lr")},
+        "config": cfg.to_json(), "pool_layers": list(resolve_pool_layers(cfg.backbone, cfg.pool_layers)), "chosen": {"stage": stage, "tta": tta}, "validation": candidates,
+        "head_search": search, "head": best_row["head"],
         "fine_tune": {"members": len(ft_histories), "served_members": len(served_members),
                       "epochs_run": [len(h["loss"]) for h in ft_histories], "trainable_layers": fitted.n_trainable,
                       "best_val_loss": [min(h["val_loss"]) for h in ft_histories]},
@@ -172,7 +173,7 @@ def train(cfg: TrainConfig) -> dict:
 def train_markdown(cfg, card, audit, counts, test_metrics, search, extra) -> str:
     v = extra["validation"]
     search_rows = "\n".join(
-        f"| {r['units']} | {r['dropout']} | {r['lr']:g} | {r['val_nll']:.3f} | {r['val_accuracy']:.3f} | {r['epochs_run']} |"
+        f"| {r['head']} | {r['val_nll']:.3f} | {r['val_accuracy']:.3f} | {r['epochs_run'] or 'exact solve'} |"
         for r in search)
     val_rows = "\n".join(
         f"| {s} | {t} | {m['accuracy']:.3f} | {m['nll_raw']:.3f} | {m['nll']:.3f} | {m['temperature']:.3f} | {m['ece_raw']:.3f} | {m['ece']:.3f} |"
@@ -203,13 +204,14 @@ once, after every choice had been made on validation.
 
 ## Model
 {card['backbone']} ({card['weights_source'].split(' ')[0]}), input {card['input_size']}x{card['input_size']} RGB in [0, 255]
-(normalisation inside the graph), {card['input_dtype']} tflite ({extra['quantize']}), temperature
+(normalisation inside the graph), features: global-average-pooled {', '.join(extra['pool_layers'] + ['final output'])},
+{card['input_dtype']} tflite ({extra['quantize']}), temperature
 {card['temperature']:.3f} and {'flip test-time augmentation' if extra['chosen']['tta'] == 'flip' else 'no test-time augmentation'} inside the graph.
 Chosen on validation: **{extra['chosen']['stage']}**, {extra['chosen']['tta']}.
 
 ### Stage 1: head search on cached frozen features (validation, calibrated)
-| units | dropout | lr | val NLL | val accuracy | epochs |
-|---|---|---|---|---|---|
+| head | val NLL | val accuracy | epochs |
+|---|---|---|---|
 {search_rows}
 
 ### Validation scores of the candidates

@@ -70,6 +70,9 @@ def training_curves(histories: dict[str, dict], path: Path) -> Path:
     """One panel per stage: loss and validation loss per epoch."""
     stages = [(name, h) for name, h in histories.items() if h and h.get("loss")]
     fig, axes = plt.subplots(1, max(len(stages), 1), figsize=(4.5 * max(len(stages), 1), 3.5), squeeze=False)
+    if not stages:
+        axes[0][0].text(0.5, 0.5, "no epoch-based training\n(exact-solve head, no fine-tuning)", ha="center", va="center")
+        axes[0][0].set_axis_off()
     for ax, (name, h) in zip(axes[0], stages):
         ax.plot(h["loss"], label="train loss")
         if "val_loss" in h:

@@ -14,7 +14,7 @@ import numpy as np
 from classifier.preprocessing import PREPROCESSING_ID
 
 from . import train as steps
-from .backbones import build_backbone
+from .backbones import build_backbone, resolve_pool_layers
 from .calibrate import ece, fit_temperature, nll, probs_from_views
 from .config import TrainConfig
 from .features import cache_key, cached_views
@@ -73,21 +73,24 @@ def fit_stages(cfg: TrainConfig, *, n_classes: int, x_train, y_train, x_val, y_v
                val_keys: list[str], fingerprint: str, weights_id: str, cache_dir: Path, desc: str = "") -> Fitted:
     seconds: dict[str, float] = {}
     tick = time.time()
-    backbone, normaliser = build_backbone(cfg.backbone, input_size=cfg.input_size, weights=cfg.weights)
+    pool_layers = resolve_pool_layers(cfg.backbone, cfg.pool_layers)
+    backbone, normaliser = build_backbone(cfg.backbone, input_size=cfg.input_size, weights=cfg.weights,
+                                          pool_layers=pool_layers)
     backbone.trainable = False
     feat_in = keras.Input((cfg.input_size, cfg.input_size, 3))
     feature_model = keras.Model(feat_in, backbone(normaliser(feat_in), training=False))
     views = {}
     for name, x, keys in (("train", x_train, train_keys), ("val", x_val, val_keys)):
         key = cache_key(split=name, files=keys, fp=fingerprint, backbone=cfg.backbone,
-                        weights=weights_id, size=cfg.input_size, pre=PREPROCESSING_ID)
+                        weights=weights_id, size=cfg.input_size, pre=PREPROCESSING_ID, pool=pool_layers)
         views[name] = cached_views(feature_model, x, cache=cache_dir / f"features-{key}.npz", desc=f"{desc}{name}")
     seconds["features"] = time.time() - tick
 
     tick = time.time()
     (best_row, head, head_history), search = steps.head_search(
         views["train"], y_train, views["val"], y_val, n_classes=n_classes,
-        grid=(cfg.head_units, cfg.head_dropout, cfg.head_lr), epochs=cfg.head_epochs, seed=cfg.seed,
+        heads=steps.head_grid(c=cfg.head_c, units=cfg.head_units, dropout=cfg.head_dropout, lr=cfg.head_lr),
+        epochs=cfg.head_epochs, seed=cfg.seed,
     )
     stage1 = steps.build_classifier(backbone, normaliser, head, cfg.input_size)
     val_logits = {"stage1": [[np.asarray(head.predict(v, verbose=0)) for v in views["val"]]], "members": []}
@@ -98,7 +101,8 @@ def fit_stages(cfg: TrainConfig, *, n_classes: int, x_train, y_train, x_val, y_v
     members, histories, n_trainable = [], [], 0
     for k in range(cfg.ensemble if cfg.epochs > 0 else 0):
         # every member: a fresh copy of the backbone and of the chosen stage-1 head, its own seed
-        member_backbone, member_norm = build_backbone(cfg.backbone, input_size=cfg.input_size, weights=cfg.weights)
+        member_backbone, member_norm = build_backbone(cfg.backbone, input_size=cfg.input_size, weights=cfg.weights,
+                                                      pool_layers=pool_layers)
         member_head = keras.models.clone_model(head)
         member_head.set_weights(head_weights)
         member = steps.build_classifier(member_backbone, member_norm, member_head, cfg.input_size,

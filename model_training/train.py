@@ -16,9 +16,26 @@ from .calibrate import fit_temperature, nll, probs_from_views
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class HeadParams:
-    units: int
-    dropout: float
-    lr: float
+    """One stage-1 head: `linear` is an L2 logistic regression solved exactly (lbfgs) on the
+    standardised features, with inverse strength `c`; `mlp` is trained by Adam with dropout and
+    early stopping (`units` 0 makes it linear too)."""
+
+    kind: str = "mlp"
+    units: int = 0
+    dropout: float = 0.0
+    lr: float = 0.0
+    c: float = 0.0
+
+    def describe(self) -> str:
+        if self.kind == "linear":
+            return f"logistic regression, C {self.c:g}"
+        return f"{'linear' if not self.units else f'MLP {self.units} units'}, dropout {self.dropout:g}, lr {self.lr:g}"
+
+
+def head_grid(*, c: tuple[float, ...], units: tuple[int, ...], dropout: tuple[float, ...],
+              lr: tuple[float, ...]) -> list[HeadParams]:
+    return [HeadParams(kind="linear", c=v) for v in c] + [
+        HeadParams(kind="mlp", units=u, dropout=d, lr=r) for u, d, r in itertools.product(units, dropout, lr)]
 
 
 class TqdmEpochs(keras.callbacks.Callback):
@@ -64,13 +81,44 @@ def _targets(y: np.ndarray, n_classes: int, label_smoothing: float) -> np.ndarra
     return keras.utils.to_categorical(y, n_classes).astype("float32") if label_smoothing else y
 
 
+def _standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    std = x.std(axis=0)
+    return x.mean(axis=0), np.where(std > 0, std, 1.0)  # constant features carry nothing; leave them unscaled
+
+
+def train_linear_head(train_views, y_train, *, n_classes: int, c: float) -> keras.Sequential:
+    """Multinomial L2 logistic regression (class-balanced, as the MLP heads) solved by sklearn,
+    copied into the same Keras head so that it exports like any other."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.concatenate(list(train_views))
+    y = np.concatenate([y_train] * len(train_views))
+    mean, std = _standardiser(x)
+    weights = class_weights(y_train, n_classes)
+    clf = LogisticRegression(C=c, class_weight={k: weights[k] for k in np.unique(y)}, max_iter=5000)
+    clf.fit((x - mean) / std, y)
+    kernel = np.zeros((x.shape[1], n_classes), np.float32)
+    bias = np.full(n_classes, -30.0, np.float32)  # a class absent from training never wins
+    classes = clf.classes_.astype(int)
+    if len(classes) == 2:  # sklearn keeps one logit z for the second class: softmax([-z/2, z/2]) = sigmoid(z)
+        kernel[:, classes[0]], kernel[:, classes[1]] = -clf.coef_[0] / 2, clf.coef_[0] / 2
+        bias[classes[0]], bias[classes[1]] = -clf.intercept_[0] / 2, clf.intercept_[0] / 2
+    else:
+        kernel[:, classes] = clf.coef_.T
+        bias[classes] = clf.intercept_
+    head = build_head(n_classes, HeadParams(kind="mlp", units=0, dropout=0.0), mean=mean, std=std)
+    head.get_layer("logits").set_weights([kernel, bias])
+    return head
+
+
 def train_head(train_views, y_train, val_views, y_val, *, n_classes, params: HeadParams, epochs, seed):
     """Head on cached features; both mirror views of each train image are training samples."""
     keras.utils.set_random_seed(seed)
+    if params.kind == "linear":
+        return train_linear_head(train_views, y_train, n_classes=n_classes, c=params.c), {}
     x = np.concatenate(list(train_views))
-    std = x.std(axis=0)
-    std = np.where(std > 0, std, 1.0)  # constant features carry nothing; leave them unscaled
-    head = build_head(n_classes, params, mean=x.mean(axis=0), std=std)
+    mean, std = _standardiser(x)
+    head = build_head(n_classes, params, mean=mean, std=std)
     _compile(head, params.lr)
     y = np.concatenate([y_train] * len(train_views))
     history = head.fit(
@@ -97,17 +145,17 @@ def score_on_val(val_logits: list[np.ndarray], y_val: np.ndarray) -> dict:
     return {"val_nll": nll(probs, y_val), "val_accuracy": float((probs.argmax(1) == y_val).mean()), "temperature": t}
 
 
-def head_search(train_views, y_train, val_views, y_val, *, n_classes, grid, epochs, seed):
-    """Every (units, dropout, lr) in the grid; the best is the lowest calibrated validation log-loss."""
+def head_search(train_views, y_train, val_views, y_val, *, n_classes, heads: list[HeadParams], epochs, seed):
+    """Every head in `heads`; the best is the lowest calibrated validation log-loss."""
     results, best = [], None
-    combos = list(itertools.product(*grid))
-    for units, dropout, lr in tqdm(combos, desc="head search", unit="head"):
-        params = HeadParams(units=units, dropout=dropout, lr=lr)
+    if len(np.unique(y_train)) < 2:  # logistic regression needs two classes; the MLP heads cope
+        heads = [h for h in heads if h.kind != "linear"]
+    for params in tqdm(heads, desc="head search", unit="head"):
         head, history = train_head(
             train_views, y_train, val_views, y_val, n_classes=n_classes, params=params, epochs=epochs, seed=seed
         )
         score = score_on_val(view_logits(head, val_views[:1]), y_val)
-        row = dataclasses.asdict(params) | score | {"epochs_run": len(history["loss"])}
+        row = dataclasses.asdict(params) | {"head": params.describe()} | score | {"epochs_run": len(history.get("loss", []))}
         results.append(row)
         if best is None or score["val_nll"] < best[0]["val_nll"]:
             best = (row, head, history)

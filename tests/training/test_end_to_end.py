@@ -51,7 +51,11 @@ def test_model_card_is_complete_and_verified(trained):
     assert extra["config"]["seed"] == 7 and extra["config"]["input_size"] == 48
     assert extra["parity"]["same_label"] == extra["parity"]["n"] > 0
     assert extra["parity"]["max_abs_prob_diff"] <= 1e-3
-    assert len(extra["head_search"]) == 2 and extra["fine_tune"]["members"] == 2
+    # 3 logistic-regression heads (default C grid) + 2 MLP heads (units 0 and 32)
+    assert [r["kind"] for r in extra["head_search"]] == ["linear"] * 3 + ["mlp"] * 2
+    assert extra["fine_tune"]["members"] == 2
+    assert set(extra["stage_seconds"]) == {"data", "features", "head_search", "fine_tune", "export", "evaluate"}
+    assert sum(extra["stage_seconds"].values()) <= extra["train_wall_seconds"] + 1
     assert extra["chosen"]["stage"] in ("stage1", "stage2", "stage2_ensemble")
     assert set(extra["validation"]) == {"stage1", "stage2", "stage2_ensemble"}
 
