@@ -18,7 +18,7 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(","))
+    return tuple(int(v) for v in text.split(",") if v.strip())
 
 
 def _training_args(p: argparse.ArgumentParser, d: TrainConfig) -> None:
@@ -45,7 +45,7 @@ def _training_args(p: argparse.ArgumentParser, d: TrainConfig) -> None:
                    help="fine-tune this many models (different seeds); their average is served if validation log-loss improves")
     p.add_argument("--head-c", type=_floats, default=",".join(map(str, d.head_c)),
                    help="head search: inverse L2 strengths of the logistic-regression heads, comma list ('' for none)")
-    p.add_argument("--head-units", type=_ints, default=",".join(map(str, d.head_units)), help="head search: hidden units (0 = linear), comma list")
+    p.add_argument("--head-units", type=_ints, default=",".join(map(str, d.head_units)), help="head search: MLP hidden units (0 = linear, Adam-trained), comma list ('' for none)")
     p.add_argument("--head-dropout", type=_floats, default=",".join(map(str, d.head_dropout)), help="head search: dropout, comma list")
     p.add_argument("--head-lr", type=_floats, default=",".join(map(str, d.head_lr)), help="head search: learning rates, comma list")
     p.add_argument("--head-epochs", type=int, default=d.head_epochs, help="max epochs per head (early stopping)")
@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--report", type=Path, default=Path("reports"), help="metrics.json, plots, report.md, audit.json, split.json")
     t.add_argument("--quantize", choices=["none", "int8"], default=d.quantize,
                    help="int8: full-integer kernels (float in/out), kept only if validation accuracy holds")
+    t.add_argument("--cv-folds", type=int, default=d.cv_folds,
+                   help="with --epochs 0: choose the head, flip TTA and temperature by K-fold cross-validation "
+                        "over train + val and refit the head on both (0: choose on the val split alone); "
+                        "with fine-tuning the val split is used")
     t.add_argument("--name", default=d.name, help="model name in model.json")
     t.add_argument("--no-test", action="store_true",
                    help="explore settings: stop after the validation choices, never touching the test split")
@@ -138,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             from .pipeline import train
 
             train(_config(args, out=args.out, report=args.report, quantize=args.quantize, name=args.name,
-                          evaluate_test=not args.no_test))
+                          cv_folds=args.cv_folds, evaluate_test=not args.no_test))
         elif args.command == "cv":
             from .crossval import cross_validate
 

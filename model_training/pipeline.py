@@ -51,7 +51,7 @@ def train(cfg: TrainConfig) -> dict:
 
     from .backbones import resolve_pool_layers
     from .export import build_served_model, engine_probs, parity, to_tflite, write_model
-    from .stages import choose, fit_stages, score_candidates
+    from .stages import choose, fit_stage1_cv, fit_stages, score_candidates
 
     seed_everything(cfg.seed)
     cfg.report.mkdir(parents=True, exist_ok=True)
@@ -65,17 +65,33 @@ def train(cfg: TrainConfig) -> dict:
 
     seconds = {"data": round(time.time() - start, 1)}
 
-    # 2. stage 1 (cached features + head search) and stage 2 (fine-tuned members) ---------
+    # 2. stage 1 (cached features + head search) and stage 2 (fine-tuned members), then the
+    # 3. choice of stage, ensemble and flip TTA by calibrated log-loss --------------------
     weights_id = _weights_id(cfg.weights)
-    fitted = fit_stages(cfg, n_classes=n_classes, x_train=x["train"], y_train=y["train"], x_val=x["val"],
-                        y_val=y["val"], train_keys=data.keys("train"), val_keys=data.keys("val"),
-                        fingerprint=fp, weights_id=weights_id, cache_dir=cfg.work)
+    common_fit = dict(n_classes=n_classes, x_train=x["train"], y_train=y["train"], x_val=x["val"], y_val=y["val"],
+                      train_keys=data.keys("train"), val_keys=data.keys("val"), fingerprint=fp,
+                      weights_id=weights_id, cache_dir=cfg.work)
+    if cfg.epochs == 0 and cfg.cv_folds >= 2:
+        fitted = fit_stage1_cv(cfg, groups=[data.group_of[i] for i in idx["train"] + idx["val"]], labels=labels,
+                               **common_fit)
+        cv_estimate = fitted.oof_metrics
+        selection = (f"{cfg.cv_folds}-fold cross-validation over train + val ({fitted.n} images; out-of-fold "
+                     f"scores, head refit on all of them)")
+        stage, tta, candidates, histories = "stage1", fitted.tta, fitted.candidates, []
+        served_members, ft_histories, n_trainable = [fitted.stage1], [], 0
+    else:
+        fitted = fit_stages(cfg, **common_fit)
+        selection = f"the validation split ({len(y['val'])} images)"
+        cv_estimate = None
+        candidates = score_candidates(fitted.val_logits, y["val"])
+        stage, tta = choose(candidates, cfg.tta_flip)
+        histories = [("stage 1: head (best of search)", fitted.head_history)] + \
+            [(f"stage 2: fine-tune {k + 1}", h) for k, h in enumerate(fitted.histories)]
+        served_members = {"stage1": [fitted.stage1], "stage2": fitted.members[:1],
+                          "stage2_ensemble": fitted.members}[stage]
+        ft_histories, n_trainable = fitted.histories, fitted.n_trainable
     seconds |= fitted.seconds
-    best_row, search, ft_histories = fitted.best_head, fitted.search, fitted.histories
-    # 3. choose stage, ensemble and flip TTA by calibrated validation log-loss ------------
-    candidates = score_candidates(fitted.val_logits, y["val"])
-    stage, tta = choose(candidates, cfg.tta_flip)
-    served_members = {"stage1": [fitted.stage1], "stage2": fitted.members[:1], "stage2_ensemble": fitted.members}[stage]
+    best_row, search = fitted.best_head, fitted.search
     chosen = candidates[stage][tta]
     temperature = chosen["temperature"]
     if not cfg.evaluate_test:
@@ -121,18 +137,17 @@ def train(cfg: TrainConfig) -> dict:
                          "max_abs_prob_diff": float(np.abs(keras_probs - test_probs).max()), "note": "int8 vs float Keras"}
     test_metrics = write_outputs(y["test"], test_probs, labels, cfg.report, title=f"test split (n={len(y['test'])})") \
         if len(y["test"]) else {}
-    plots.training_curves({"stage 1: head (best of search)": fitted.head_history}
-                          | {f"stage 2: fine-tune {k + 1}": h for k, h in enumerate(ft_histories)},
-                          cfg.report / "training_curves.png")
+    plots.training_curves(dict(histories), cfg.report / "training_curves.png")
     seconds["evaluate"] = round(time.time() - tick, 1)
     wall = time.time() - start
     peak = peak_memory_mb()
     card_metrics = dict(test_metrics)
     extra = {
-        "config": cfg.to_json(), "pool_layers": list(resolve_pool_layers(cfg.backbone, cfg.pool_layers)), "chosen": {"stage": stage, "tta": tta}, "validation": candidates,
+        "config": cfg.to_json(), "pool_layers": list(resolve_pool_layers(cfg.backbone, cfg.pool_layers)), "chosen": {"stage": stage, "tta": tta}, "selection": selection, "validation": candidates,
+        "cv_estimate": cv_estimate,
         "head_search": search, "head": best_row["head"],
         "fine_tune": {"members": len(ft_histories), "served_members": len(served_members),
-                      "epochs_run": [len(h["loss"]) for h in ft_histories], "trainable_layers": fitted.n_trainable,
+                      "epochs_run": [len(h["loss"]) for h in ft_histories], "trainable_layers": n_trainable,
                       "best_val_loss": [min(h["val_loss"]) for h in ft_histories]},
         "quantize": quantize, "int8_check": int8_check, "parity": parity_result,
         "train_wall_seconds": round(wall, 1), "stage_seconds": seconds, "peak_memory_mb": round(peak, 1),
@@ -170,10 +185,31 @@ def train(cfg: TrainConfig) -> dict:
     return card
 
 
+def _stage2_text(cfg, extra) -> str:
+    ft = extra["fine_tune"]
+    if not ft["members"]:
+        return "Stage 2 (fine-tuning): off (`--epochs 0`)."
+    return (f"Stage 2: {ft['members']} fine-tuned model(s) (seeds seed + 1000 k), {ft['served_members']} served;\n"
+            f"epochs run {ft['epochs_run']} (early stopping on validation loss), {ft['trainable_layers']}\n"
+            f"trainable layers (BatchNorm frozen), lr {cfg.fine_tune_lr:g}, label smoothing {cfg.label_smoothing:g}, "
+            "augmentation: flip, rotation, zoom, brightness, contrast.\nTraining curves: `training_curves.png`.")
+
+
+def _cv_estimate_text(m) -> str:
+    if not m:
+        return ""
+    mal = m.get("malignant_sensitivity")
+    auc = m.get("auc_ovr_macro")
+    return (f"\nCross-validated estimate of the chosen head (out-of-fold on train + val, each fold calibrated "
+            f"with a temperature fitted on the others; n={m['n']}): accuracy {m['accuracy']:.3f}, macro-F1 "
+            f"{m['macro_f1']:.3f}, AUC one-vs-rest macro {'n/a' if auc is None else f'{auc:.3f}'}, malignant recall "
+            f"{'n/a' if mal is None else f'{mal:.3f}'}, ECE {m['ece']:.3f}.")
+
+
 def train_markdown(cfg, card, audit, counts, test_metrics, search, extra) -> str:
     v = extra["validation"]
     search_rows = "\n".join(
-        f"| {r['head']} | {r['val_nll']:.3f} | {r['val_accuracy']:.3f} | {r['epochs_run'] or 'exact solve'} |"
+        f"| {r['head']} | {r['val_nll']:.3f} | {r['val_accuracy']:.3f} | {'exact solve' if r['kind'] == 'linear' else r['epochs_run']} |"
         for r in search)
     val_rows = "\n".join(
         f"| {s} | {t} | {m['accuracy']:.3f} | {m['nll_raw']:.3f} | {m['nll']:.3f} | {m['temperature']:.3f} | {m['ece_raw']:.3f} | {m['ece']:.3f} |"
@@ -185,8 +221,9 @@ def train_markdown(cfg, card, audit, counts, test_metrics, search, extra) -> str
 
 Research use only; not a medical device. Produced by `python -m model_training train` with the
 config in `model.json` (`extra.config`). Every number on the test split below comes from the
-exported `model.tflite` run by LiteRT through the serving preprocessing; the test split was used
-once, after every choice had been made on validation.
+exported `model.tflite` run by LiteRT through the serving preprocessing; this run used the test
+split once, after every choice had been made on validation (and, for the defaults, by
+`python -m model_training cv` on train + val).
 
 ## Data and split
 - {audit['images']} images from `{cfg.data}` ({', '.join(f'{k} {n}' for k, n in audit['per_class'].items())}),
@@ -207,22 +244,20 @@ once, after every choice had been made on validation.
 (normalisation inside the graph), features: global-average-pooled {', '.join(extra['pool_layers'] + ['final output'])},
 {card['input_dtype']} tflite ({extra['quantize']}), temperature
 {card['temperature']:.3f} and {'flip test-time augmentation' if extra['chosen']['tta'] == 'flip' else 'no test-time augmentation'} inside the graph.
-Chosen on validation: **{extra['chosen']['stage']}**, {extra['chosen']['tta']}.
+Chosen on {extra['selection']}: **{extra['chosen']['stage']}**, {extra['chosen']['tta']}.
 
-### Stage 1: head search on cached frozen features (validation, calibrated)
-| head | val NLL | val accuracy | epochs |
+### Stage 1: head search on cached frozen features (calibrated, scored on the data named above)
+| head | NLL | accuracy | epochs |
 |---|---|---|---|
 {search_rows}
 
-### Validation scores of the candidates
+### Scores of the candidates (same data)
 | stage | views | accuracy | NLL raw | NLL calibrated | T | ECE raw | ECE calibrated |
 |---|---|---|---|---|---|---|---|
 {val_rows}
 
-Stage 2: {extra['fine_tune']['members']} fine-tuned model(s) (seeds seed + 1000 k), {extra['fine_tune']['served_members']} served;
-epochs run {extra['fine_tune']['epochs_run']} (early stopping on validation loss), {extra['fine_tune']['trainable_layers']}
-trainable layers (BatchNorm frozen), lr {cfg.fine_tune_lr:g}, label smoothing {cfg.label_smoothing:g}, augmentation: flip, rotation, zoom, brightness, contrast.
-Training curves: `training_curves.png`.
+{_stage2_text(cfg, extra)}
+{_cv_estimate_text(extra['cv_estimate'])}
 
 ## Test split (held out, LiteRT)
 {metrics_table(test_metrics) if test_metrics else 'The test split is empty.'}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from tqdm.auto import tqdm
 
 from classifier.preprocessing import PREPROCESSING_ID
 
@@ -17,7 +18,9 @@ from . import train as steps
 from .backbones import build_backbone, resolve_pool_layers
 from .calibrate import ece, fit_temperature, nll, probs_from_views
 from .config import TrainConfig
+from .crossval import summarize
 from .features import cache_key, cached_views
+from .split import assign_folds
 
 VIEWS = ("single", "flip")
 
@@ -69,10 +72,8 @@ def _two_views(model: keras.Model, x: np.ndarray) -> list[np.ndarray]:
     return [np.asarray(model.predict(v, batch_size=32, verbose=0)) for v in (x, x[:, :, ::-1, :])]
 
 
-def fit_stages(cfg: TrainConfig, *, n_classes: int, x_train, y_train, x_val, y_val, train_keys: list[str],
-               val_keys: list[str], fingerprint: str, weights_id: str, cache_dir: Path, desc: str = "") -> Fitted:
-    seconds: dict[str, float] = {}
-    tick = time.time()
+def _frozen_views(cfg: TrainConfig, parts, *, fingerprint: str, weights_id: str, cache_dir: Path, desc: str):
+    """(backbone, normaliser, {name: (2 views, N, D) frozen features}) for parts = [(name, x, keys)]."""
     pool_layers = resolve_pool_layers(cfg.backbone, cfg.pool_layers)
     backbone, normaliser = build_backbone(cfg.backbone, input_size=cfg.input_size, weights=cfg.weights,
                                           pool_layers=pool_layers)
@@ -80,10 +81,20 @@ def fit_stages(cfg: TrainConfig, *, n_classes: int, x_train, y_train, x_val, y_v
     feat_in = keras.Input((cfg.input_size, cfg.input_size, 3))
     feature_model = keras.Model(feat_in, backbone(normaliser(feat_in), training=False))
     views = {}
-    for name, x, keys in (("train", x_train, train_keys), ("val", x_val, val_keys)):
+    for name, x, keys in parts:
         key = cache_key(split=name, files=keys, fp=fingerprint, backbone=cfg.backbone,
                         weights=weights_id, size=cfg.input_size, pre=PREPROCESSING_ID, pool=pool_layers)
         views[name] = cached_views(feature_model, x, cache=cache_dir / f"features-{key}.npz", desc=f"{desc}{name}")
+    return backbone, normaliser, views
+
+
+def fit_stages(cfg: TrainConfig, *, n_classes: int, x_train, y_train, x_val, y_val, train_keys: list[str],
+               val_keys: list[str], fingerprint: str, weights_id: str, cache_dir: Path, desc: str = "") -> Fitted:
+    seconds: dict[str, float] = {}
+    tick = time.time()
+    backbone, normaliser, views = _frozen_views(
+        cfg, [("train", x_train, train_keys), ("val", x_val, val_keys)], fingerprint=fingerprint,
+        weights_id=weights_id, cache_dir=cache_dir, desc=desc)
     seconds["features"] = time.time() - tick
 
     tick = time.time()
@@ -97,6 +108,7 @@ def fit_stages(cfg: TrainConfig, *, n_classes: int, x_train, y_train, x_val, y_v
     seconds["head_search"] = time.time() - tick
 
     tick = time.time()
+    pool_layers = resolve_pool_layers(cfg.backbone, cfg.pool_layers)
     head_weights = head.get_weights()
     members, histories, n_trainable = [], [], 0
     for k in range(cfg.ensemble if cfg.epochs > 0 else 0):
@@ -120,3 +132,71 @@ def fit_stages(cfg: TrainConfig, *, n_classes: int, x_train, y_train, x_val, y_v
     return Fitted(search=search, best_head=best_row, head_history=head_history, stage1=stage1, members=members,
                   histories=histories, n_trainable=n_trainable, val_logits=val_logits,
                   seconds={k: round(v, 1) for k, v in seconds.items()})
+
+
+@dataclasses.dataclass(kw_only=True)
+class CvSelected:
+    search: list[dict]  # every head with its out-of-fold scores (val_nll / val_accuracy: the chosen view mode)
+    best_head: dict
+    stage1: keras.Model  # backbone (frozen) + the chosen head refit on all of train + val
+    tta: str
+    candidates: dict  # {"stage1": {"single": scores, "flip": scores}} out of fold, for the chosen head
+    oof_metrics: dict  # metrics.json schema, out of fold, temperature cross-fitted on the other folds
+    n: int  # images in train + val
+    seconds: dict[str, float]
+
+
+def fit_stage1_cv(cfg: TrainConfig, *, n_classes: int, labels: list[str], x_train, y_train, x_val, y_val, train_keys: list[str],
+                  val_keys: list[str], groups: list[int], fingerprint: str, weights_id: str,
+                  cache_dir: Path) -> CvSelected:
+    """Stage 1 chosen by K-fold cross-validation over train + val, then refit on all of them.
+
+    Heads on frozen features cost seconds, so every head of the grid is scored out of fold on the
+    pooled development images (duplicate groups never cut, see split.assign_folds): the choice
+    and the temperature rest on ~490 predictions instead of the ~90 of the val split, and the
+    served head learns from train and val together. The test split stays untouched.
+    """
+    seconds: dict[str, float] = {}
+    tick = time.time()
+    backbone, normaliser, parts = _frozen_views(
+        cfg, [("train", x_train, train_keys), ("val", x_val, val_keys)], fingerprint=fingerprint,
+        weights_id=weights_id, cache_dir=cache_dir, desc="")
+    views = np.concatenate([parts["train"], parts["val"]], axis=1)
+    y = np.concatenate([y_train, y_val])
+    seconds["features"] = time.time() - tick
+
+    tick = time.time()
+    fold_of = np.array(assign_folds(groups, y.tolist(), k=cfg.cv_folds, seed=cfg.seed))
+    heads = steps.head_grid(c=cfg.head_c, units=cfg.head_units, dropout=cfg.head_dropout, lr=cfg.head_lr)
+    if len(np.unique(y)) < 2:
+        heads = [h for h in heads if h.kind != "linear"]
+    allowed = {"auto": VIEWS, "on": ("flip",), "off": ("single",)}[cfg.tta_flip]
+    rows, best = [], None
+    for params in tqdm(heads, desc=f"head search ({cfg.cv_folds}-fold CV)", unit="head"):
+        oof = np.zeros((2, len(y), n_classes), np.float32)
+        epochs_run = []
+        for f in range(cfg.cv_folds):
+            tr, va = fold_of != f, fold_of == f
+            head, history = steps.train_head(views[:, tr], y[tr], views[:, va], y[va], n_classes=n_classes,
+                                             params=params, epochs=cfg.head_epochs, seed=cfg.seed)
+            oof[:, va] = np.stack([np.asarray(head.predict(v, verbose=0)) for v in views[:, va]])
+            epochs_run.append(len(history.get("loss", [])))
+        oof_views = {"single": [oof[0]], "flip": list(oof)}
+        scores = {m: val_score(v, y) for m, v in oof_views.items()}
+        mode = min(allowed, key=lambda m: scores[m]["nll"])
+        row = dataclasses.asdict(params) | {"head": params.describe(), "tta": mode, "val_nll": scores[mode]["nll"],
+                                            "val_accuracy": scores[mode]["accuracy"], "epochs_run": epochs_run}
+        rows.append(row)
+        if best is None or row["val_nll"] < best[0]["val_nll"]:
+            best = (row, params, scores, oof_views[mode])
+    row, params, scores, chosen_oof = best
+    oof_metrics = summarize({"chosen": chosen_oof}, y, fold_of, labels)["chosen"]
+    # refit on every development image; an MLP runs the median epoch count its folds early-stopped at
+    refit_epochs = max(1, int(np.median(row["epochs_run"]))) if params.kind == "mlp" else 0
+    head, _ = steps.train_head(views, y, None, None, n_classes=n_classes, params=params, epochs=refit_epochs,
+                               seed=cfg.seed)
+    seconds["head_search"] = time.time() - tick
+    stage1 = steps.build_classifier(backbone, normaliser, head, cfg.input_size)
+    return CvSelected(search=rows, best_head=row, stage1=stage1,
+                      tta=row["tta"], candidates={"stage1": scores}, oof_metrics=oof_metrics, n=len(y),
+                      seconds={k: round(v, 1) for k, v in seconds.items()})

@@ -112,7 +112,8 @@ def train_linear_head(train_views, y_train, *, n_classes: int, c: float) -> kera
 
 
 def train_head(train_views, y_train, val_views, y_val, *, n_classes, params: HeadParams, epochs, seed):
-    """Head on cached features; both mirror views of each train image are training samples."""
+    """Head on cached features; both mirror views of each train image are training samples.
+    With `val_views` None (a refit on all development data) an MLP runs exactly `epochs` epochs."""
     keras.utils.set_random_seed(seed)
     if params.kind == "linear":
         return train_linear_head(train_views, y_train, n_classes=n_classes, c=params.c), {}
@@ -123,11 +124,12 @@ def train_head(train_views, y_train, val_views, y_val, *, n_classes, params: Hea
     y = np.concatenate([y_train] * len(train_views))
     history = head.fit(
         x, y,
-        validation_data=(val_views[0], y_val),
+        validation_data=None if val_views is None else (val_views[0], y_val),
         epochs=epochs,
         batch_size=64,
         class_weight=class_weights(y_train, n_classes),
-        callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=15, restore_best_weights=True)],
+        callbacks=[] if val_views is None else
+        [keras.callbacks.EarlyStopping(monitor="val_loss", patience=15, restore_best_weights=True)],
         verbose=0,
         shuffle=True,
     )

@@ -108,3 +108,24 @@ def test_engine_serves_the_exported_probabilities(trained):
     engine = Engine(trained / "model")
     probs = engine.predict_array(np.full((48, 48, 3), 100.0, dtype=np.float32))
     assert probs.shape == (3,) and abs(probs.sum() - 1) < 1e-5
+
+
+def test_default_stage1_is_chosen_by_cross_validation_and_refit(tmp_path):
+    """--epochs 0 (the default): head, flip TTA and temperature chosen out of fold on train + val,
+    the head refit on both, the test split still evaluated once by LiteRT."""
+    data = make_folder(tmp_path / "data", per_class=20, seed=2)
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "model"), "--report", str(tmp_path / "report"),
+            "--work", str(tmp_path / "work"), "--backbone", "efficientnet_b0", "--weights", "none",
+            "--input-size", "40", "--head-c", "0.01,1", "--seed", "3", "--cv-folds", "3"]
+    assert main(args) == 0
+    extra = json.loads((tmp_path / "model" / "model.json").read_text())["extra"]
+    assert extra["selection"].startswith("3-fold cross-validation over train + val")
+    assert extra["chosen"]["stage"] == "stage1" and extra["fine_tune"]["members"] == 0
+    assert [r["head"] for r in extra["head_search"]] == ["logistic regression, C 0.01", "logistic regression, C 1"]
+    n_dev = sum(extra["cv_estimate"]["per_class"][c]["support"] for c in ("normal", "benign", "malignant"))
+    split = json.loads((tmp_path / "report" / "split.json").read_text())["files"]
+    assert n_dev == extra["cv_estimate"]["n"] == sum(v["split"] in ("train", "val") for v in split.values())
+    assert extra["parity"]["same_label"] == extra["parity"]["n"] == sum(v["split"] == "test" for v in split.values())
+    assert "Stage 2 (fine-tuning): off" in (tmp_path / "report" / "report.md").read_text()
+    assert ModelCard.load(tmp_path / "model").temperature == pytest.approx(
+        extra["validation"]["stage1"][extra["chosen"]["tta"]]["temperature"])
