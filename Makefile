@@ -21,7 +21,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install demo test serve train evaluate audit synth bootstrap deploy destroy bench lint clean
+.PHONY: help install demo test serve train cv evaluate audit synth bootstrap deploy destroy bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ serve: $(SERVE_VENV)/.installed ## local API on 127.0.0.1:$(PORT), same events a
 
 train: $(VENV)/.installed ## train on DATA (BUSI layout) with WEIGHTS; writes $(MODEL_DIR) and $(REPORT_DIR)
 	$(PY) -m model_training train --data "$(DATA)" --weights "$(WEIGHTS)" --out $(MODEL_DIR) --report $(REPORT_DIR) $(TRAIN_ARGS)
+
+cv: $(VENV)/.installed ## k-fold cross-validation of a training config on DATA's train + val (never test) -> reports/cv/latest
+	$(PY) -m model_training cv --data "$(DATA)" --weights "$(WEIGHTS)" --out $(REPORT_DIR)/cv/latest $(TRAIN_ARGS)
 
 evaluate: $(VENV)/.installed ## evaluate the served model on a labelled folder DATA; writes $(EVAL_OUT)
 	$(PY) -m model_training evaluate --model $(MODEL_DIR) --data "$(DATA)" --out $(EVAL_OUT)
