@@ -17,6 +17,29 @@ def group_labels(group_of: list[int], labels: list[str]) -> dict[int, str]:
     return {g: sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[0][0] for g, c in votes.items()}
 
 
+def _deal(group_of: list[int], labels: list[str], *, seed: int, bins, pick) -> list:
+    """Deal duplicate groups to bins, per class (a group's majority label), largest group first
+    (shuffled within equal sizes, seeded); `pick(filled, total)` names the bin for the next group
+    from the images of this class each bin holds so far. Returns the bin of every image."""
+    members: dict[int, list[int]] = collections.defaultdict(list)
+    for i, g in enumerate(group_of):
+        members[g].append(i)
+    glabel = group_labels(group_of, labels)
+    rng = np.random.default_rng(seed)
+    bin_of_group: dict = {}
+    for label in sorted(set(glabel.values())):
+        groups = sorted(g for g in members if glabel[g] == label)
+        rng.shuffle(groups)
+        groups.sort(key=lambda g: -len(members[g]))  # stable: shuffled order within equal sizes
+        total = sum(len(members[g]) for g in groups)
+        filled = dict.fromkeys(bins, 0)
+        for g in groups:
+            chosen = pick(filled, total)
+            bin_of_group[g] = chosen
+            filled[chosen] += len(members[g])
+    return [bin_of_group[g] for g in group_of]
+
+
 def split_groups(
     group_of: list[int], labels: list[str], *, val_fraction: float, test_fraction: float, seed: int
 ) -> list[str]:
@@ -25,24 +48,11 @@ def split_groups(
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ValueError("val and test fractions must be in [0, 1) and sum to less than 1")
     fractions = {"train": 1 - val_fraction - test_fraction, "val": val_fraction, "test": test_fraction}
-    members: dict[int, list[int]] = collections.defaultdict(list)
-    for i, g in enumerate(group_of):
-        members[g].append(i)
-    glabel = group_labels(group_of, labels)
-    rng = np.random.default_rng(seed)
-    assignment: dict[int, str] = {}
-    for label in sorted(set(glabel.values())):
-        groups = sorted(g for g in members if glabel[g] == label)
-        rng.shuffle(groups)
-        groups.sort(key=lambda g: -len(members[g]))  # stable: shuffled order within equal sizes
-        total = sum(len(members[g]) for g in groups)
-        filled = dict.fromkeys(SPLITS, 0)
-        for g in groups:
-            # Deficit relative to target; test and val first on ties so small classes reach them.
-            name = max(("test", "val", "train"), key=lambda s: fractions[s] * total - filled[s])
-            assignment[g] = name
-            filled[name] += len(members[g])
-    return [assignment[g] for g in group_of]
+    # Deficit relative to target; test and val first on ties so small classes reach them.
+    def most_short(filled, total):
+        return max(("test", "val", "train"), key=lambda s: fractions[s] * total - filled[s])
+
+    return _deal(group_of, labels, seed=seed, bins=SPLITS, pick=most_short)
 
 
 def split_counts(split_of: list[str], labels: list[str]) -> dict[str, dict[str, int]]:
@@ -58,19 +68,5 @@ def assign_folds(group_of: list[int], labels: list[str], *, k: int, seed: int) -
     the fewest images of that class, so no group is cut and class ratios match across folds."""
     if k < 2:
         raise ValueError("cross-validation needs at least 2 folds")
-    members: dict[int, list[int]] = collections.defaultdict(list)
-    for i, g in enumerate(group_of):
-        members[g].append(i)
-    glabel = group_labels(group_of, labels)
-    rng = np.random.default_rng(seed)
-    fold_of_group: dict[int, int] = {}
-    for label in sorted(set(glabel.values())):
-        groups = sorted(g for g in members if glabel[g] == label)
-        rng.shuffle(groups)
-        groups.sort(key=lambda g: -len(members[g]))
-        filled = [0] * k
-        for g in groups:
-            fold = min(range(k), key=lambda f: (filled[f], f))
-            fold_of_group[g] = fold
-            filled[fold] += len(members[g])
-    return [fold_of_group[g] for g in group_of]
+    return _deal(group_of, labels, seed=seed, bins=range(k),
+                 pick=lambda filled, total: min(filled, key=lambda f: (filled[f], f)))

@@ -59,7 +59,8 @@ def candidate_logits(val_logits: dict[str, list[list[np.ndarray]]]) -> dict[str,
 
 
 def score_candidates(val_logits, y: np.ndarray) -> dict[str, dict[str, dict]]:
-    return {c: {mode: val_score(v, y) for mode, v in modes.items()} for c, modes in candidate_logits(val_logits).items()}
+    return {c: {mode: val_score(v, y) for mode, v in modes.items()}
+            for c, modes in candidate_logits(val_logits).items()}
 
 
 def choose(candidates: dict, tta_flip: str) -> tuple[str, str]:
@@ -146,8 +147,8 @@ class CvSelected:
     seconds: dict[str, float]
 
 
-def fit_stage1_cv(cfg: TrainConfig, *, n_classes: int, labels: list[str], x_train, y_train, x_val, y_val, train_keys: list[str],
-                  val_keys: list[str], groups: list[int], fingerprint: str, weights_id: str,
+def fit_stage1_cv(cfg: TrainConfig, *, n_classes: int, labels: list[str], x_train, y_train, x_val, y_val,
+                  train_keys: list[str], val_keys: list[str], groups: list[int], fingerprint: str, weights_id: str,
                   cache_dir: Path) -> CvSelected:
     """Stage 1 chosen by K-fold cross-validation over train + val, then refit on all of them.
 
