@@ -176,7 +176,7 @@ def fit_stage1_cv(cfg: TrainConfig, *, n_classes: int, labels: list[str], x_trai
     for params in tqdm(heads, desc=f"head search ({cfg.cv_folds}-fold CV)", unit="head"):
         oof = np.zeros((2, len(y), n_classes), np.float32)
         epochs_run = []
-        for f in range(cfg.cv_folds):
+        for f in np.unique(fold_of):  # a folder with fewer groups than folds leaves some folds empty
             tr, va = fold_of != f, fold_of == f
             head, history = steps.train_head(views[:, tr], y[tr], views[:, va], y[va], n_classes=n_classes,
                                              params=params, epochs=cfg.head_epochs, seed=cfg.seed)

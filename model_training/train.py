@@ -94,11 +94,17 @@ def train_linear_head(train_views, y_train, *, n_classes: int, c: float) -> kera
     x = np.concatenate(list(train_views))
     y = np.concatenate([y_train] * len(train_views))
     mean, std = _standardiser(x)
-    weights = class_weights(y_train, n_classes)
-    clf = LogisticRegression(C=c, class_weight={k: weights[k] for k in np.unique(y)}, max_iter=5000)
-    clf.fit((x - mean) / std, y)
     kernel = np.zeros((x.shape[1], n_classes), np.float32)
     bias = np.full(n_classes, -30.0, np.float32)  # a class absent from training never wins
+    head = build_head(n_classes, HeadParams(kind="mlp", units=0, dropout=0.0), mean=mean, std=std)
+    classes = np.unique(y)
+    if len(classes) < 2:  # e.g. a cross-validation fold of a tiny folder: predict the one class seen
+        bias[classes] = 0.0
+        head.get_layer("logits").set_weights([kernel, bias])
+        return head
+    weights = class_weights(y_train, n_classes)
+    clf = LogisticRegression(C=c, class_weight={k: weights[k] for k in classes}, max_iter=5000)
+    clf.fit((x - mean) / std, y)
     classes = clf.classes_.astype(int)
     if len(classes) == 2:  # sklearn keeps one logit z for the second class: softmax([-z/2, z/2]) = sigmoid(z)
         kernel[:, classes[0]], kernel[:, classes[1]] = -clf.coef_[0] / 2, clf.coef_[0] / 2
@@ -106,7 +112,6 @@ def train_linear_head(train_views, y_train, *, n_classes: int, c: float) -> kera
     else:
         kernel[:, classes] = clf.coef_.T
         bias[classes] = clf.intercept_
-    head = build_head(n_classes, HeadParams(kind="mlp", units=0, dropout=0.0), mean=mean, std=std)
     head.get_layer("logits").set_weights([kernel, bias])
     return head
 

@@ -45,3 +45,11 @@ def test_search_scores_linear_and_mlp_heads_and_keeps_the_best():
     assert len(rows) == 3 and best == min(rows, key=lambda r: r["val_nll"])
     assert rows[0]["head"] == "logistic regression, C 0.01" and rows[0]["epochs_run"] == 0
     assert HeadParams(kind="mlp", units=8, dropout=0.1, lr=3e-3).describe() == "MLP 8 units, dropout 0.1, lr 0.003"
+
+
+def test_linear_head_trained_on_one_class_predicts_that_class():
+    views, y = _features(3)
+    only = y == 1
+    head = train_linear_head(views[:, only], y[only], n_classes=3, c=0.1)
+    probs = softmax(np.asarray(head(views[0])))
+    assert np.all(probs.argmax(1) == 1) and probs[:, 1].min() > 0.999
