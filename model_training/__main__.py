@@ -72,10 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train, calibrate, export model.tflite + model.json, and report",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                       description="Audit and split DATA (duplicate groups never cross splits), train a head on "
-                                   "cached frozen-backbone features (small search on validation), fine-tune the "
-                                   "top of the backbone with augmentation, fit a temperature on validation, export "
-                                   "the calibrated .tflite, check LiteRT/Keras parity and evaluate on the test split.")
+                       description="Audit and split DATA (duplicate groups never cross splits); extract cached "
+                                   "frozen-backbone features (multi-scale for mobilenet_v2); by default choose the "
+                                   "head, mirror TTA and temperature by K-fold cross-validation over train + val and "
+                                   "refit the head on both (--epochs N adds fine-tuning, chosen on the val split); "
+                                   "export the calibrated .tflite, check LiteRT/Keras parity and evaluate once on the "
+                                   "test split.")
     _training_args(t, d)
     t.add_argument("--out", type=Path, required=True, help="where model.tflite and model.json go")
     t.add_argument("--report", type=Path, default=Path("reports"), help="metrics.json, plots, report.md, audit.json, split.json")
