@@ -47,8 +47,6 @@ def seed_everything(seed: int) -> None:
 
 def train(cfg: TrainConfig) -> dict:
     start = time.time()
-    import keras
-
     from .backbones import resolve_pool_layers
     from .export import build_served_model, engine_probs, parity, to_tflite, write_model
     from .stages import choose, fit_stage1_cv, fit_stages, score_candidates
@@ -59,8 +57,8 @@ def train(cfg: TrainConfig) -> dict:
 
     # 1. data, audit, split ---------------------------------------------------------------
     data = prepare(cfg)
-    samples, labels, fp, audit, counts, idx, x, y = (data.samples, data.labels, data.fingerprint, data.audit,
-                                                    data.counts, data.idx, data.x, data.y)
+    labels, fp, audit, counts, idx, x, y = (data.labels, data.fingerprint, data.audit, data.counts, data.idx,
+                                            data.x, data.y)
     n_classes = len(labels)
 
     seconds = {"data": round(time.time() - start, 1)}
