@@ -32,6 +32,14 @@ def fit_temperature(view_logits: list[np.ndarray], y: np.ndarray) -> float:
     return float(np.exp(result.x))
 
 
+def served_scores(view_logits: list[np.ndarray], y: np.ndarray) -> dict:
+    """Scores of the served output (mean of softmax(logits / T) over views), T fitted on these labels."""
+    t = fit_temperature(view_logits, y)
+    raw, cal = probs_from_views(view_logits, 1.0), probs_from_views(view_logits, t)
+    return {"temperature": t, "nll_raw": nll(raw, y), "nll": nll(cal, y), "ece_raw": ece(raw, y),
+            "ece": ece(cal, y), "accuracy": float((cal.argmax(1) == y).mean())}
+
+
 def ece(probs: np.ndarray, y: np.ndarray, n_bins: int = 15) -> float:
     """Top-label expected calibration error with equal-width confidence bins."""
     probs = np.asarray(probs)

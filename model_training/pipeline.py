@@ -143,7 +143,8 @@ def train(cfg: TrainConfig) -> dict:
     peak = peak_memory_mb()
     card_metrics = dict(test_metrics)
     extra = {
-        "config": cfg.to_json(), "pool_layers": list(resolve_pool_layers(cfg.backbone, cfg.pool_layers)), "chosen": {"stage": stage, "tta": tta}, "selection": selection, "validation": candidates,
+        "config": cfg.to_json(), "pool_layers": list(resolve_pool_layers(cfg.backbone, cfg.pool_layers)),
+        "chosen": {"stage": stage, "tta": tta}, "selection": selection, "validation": candidates,
         "cv_estimate": cv_estimate,
         "head_search": search, "head": best_row["head"],
         "fine_tune": {"members": len(ft_histories), "served_members": len(served_members),

@@ -14,12 +14,12 @@ from sklearn.metrics import roc_curve  # noqa: E402
 from .calibrate import reliability_bins  # noqa: E402
 
 
-
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
 
 def confusion(matrix, labels, path: Path, title: str) -> Path:
     m = np.asarray(matrix)

@@ -16,7 +16,7 @@ from classifier.preprocessing import PREPROCESSING_ID
 
 from . import train as steps
 from .backbones import build_backbone, resolve_pool_layers
-from .calibrate import ece, fit_temperature, nll, probs_from_views
+from .calibrate import served_scores
 from .config import TrainConfig
 from .crossval import summarize
 from .features import cache_key, cached_views
@@ -38,14 +38,6 @@ class Fitted:
     seconds: dict[str, float]  # wall time per stage
 
 
-def val_score(view_logits: list[np.ndarray], y: np.ndarray) -> dict:
-    """Scores of the served output (mean of softmax(logits / T) over views), T fitted on these labels."""
-    t = fit_temperature(view_logits, y)
-    raw, cal = probs_from_views(view_logits, 1.0), probs_from_views(view_logits, t)
-    return {"temperature": t, "nll_raw": nll(raw, y), "nll": nll(cal, y), "ece_raw": ece(raw, y),
-            "ece": ece(cal, y), "accuracy": float((cal.argmax(1) == y).mean())}
-
-
 def candidate_logits(val_logits: dict[str, list[list[np.ndarray]]]) -> dict[str, dict[str, list[np.ndarray]]]:
     """Candidate -> view mode -> the logits the served graph would average."""
     out = {"stage1": val_logits["stage1"][0]}
@@ -59,23 +51,28 @@ def candidate_logits(val_logits: dict[str, list[list[np.ndarray]]]) -> dict[str,
 
 
 def score_candidates(val_logits, y: np.ndarray) -> dict[str, dict[str, dict]]:
-    return {c: {mode: val_score(v, y) for mode, v in modes.items()}
+    return {c: {mode: served_scores(v, y) for mode, v in modes.items()}
             for c, modes in candidate_logits(val_logits).items()}
+
+
+def allowed_views(tta_flip: str) -> tuple[str, ...]:
+    """The view modes `--tta-flip` lets the choice pick from."""
+    return {"auto": VIEWS, "on": ("flip",), "off": ("single",)}[tta_flip]
 
 
 def choose(candidates: dict, tta_flip: str) -> tuple[str, str]:
     """(stage, view mode) with the lowest calibrated validation log-loss."""
-    allowed = {"auto": VIEWS, "on": ("flip",), "off": ("single",)}[tta_flip]
-    return min(((s, t) for s in candidates for t in allowed), key=lambda st: candidates[st[0]][st[1]]["nll"])
+    return min(((s, t) for s in candidates for t in allowed_views(tta_flip)),
+               key=lambda st: candidates[st[0]][st[1]]["nll"])
 
 
 def _two_views(model: keras.Model, x: np.ndarray) -> list[np.ndarray]:
     return [np.asarray(model.predict(v, batch_size=32, verbose=0)) for v in (x, x[:, :, ::-1, :])]
 
 
-def _frozen_views(cfg: TrainConfig, parts, *, fingerprint: str, weights_id: str, cache_dir: Path, desc: str):
+def _frozen_views(cfg: TrainConfig, parts, *, pool_layers: tuple[str, ...], fingerprint: str, weights_id: str,
+                  cache_dir: Path, desc: str):
     """(backbone, normaliser, {name: (2 views, N, D) frozen features}) for parts = [(name, x, keys)]."""
-    pool_layers = resolve_pool_layers(cfg.backbone, cfg.pool_layers)
     backbone, normaliser = build_backbone(cfg.backbone, input_size=cfg.input_size, weights=cfg.weights,
                                           pool_layers=pool_layers)
     backbone.trainable = False
@@ -93,9 +90,10 @@ def fit_stages(cfg: TrainConfig, *, n_classes: int, x_train, y_train, x_val, y_v
                val_keys: list[str], fingerprint: str, weights_id: str, cache_dir: Path, desc: str = "") -> Fitted:
     seconds: dict[str, float] = {}
     tick = time.time()
+    pool_layers = resolve_pool_layers(cfg.backbone, cfg.pool_layers)
     backbone, normaliser, views = _frozen_views(
-        cfg, [("train", x_train, train_keys), ("val", x_val, val_keys)], fingerprint=fingerprint,
-        weights_id=weights_id, cache_dir=cache_dir, desc=desc)
+        cfg, [("train", x_train, train_keys), ("val", x_val, val_keys)], pool_layers=pool_layers,
+        fingerprint=fingerprint, weights_id=weights_id, cache_dir=cache_dir, desc=desc)
     seconds["features"] = time.time() - tick
 
     tick = time.time()
@@ -109,7 +107,6 @@ def fit_stages(cfg: TrainConfig, *, n_classes: int, x_train, y_train, x_val, y_v
     seconds["head_search"] = time.time() - tick
 
     tick = time.time()
-    pool_layers = resolve_pool_layers(cfg.backbone, cfg.pool_layers)
     head_weights = head.get_weights()
     members, histories, n_trainable = [], [], 0
     for k in range(cfg.ensemble if cfg.epochs > 0 else 0):
@@ -160,7 +157,8 @@ def fit_stage1_cv(cfg: TrainConfig, *, n_classes: int, labels: list[str], x_trai
     seconds: dict[str, float] = {}
     tick = time.time()
     backbone, normaliser, parts = _frozen_views(
-        cfg, [("train", x_train, train_keys), ("val", x_val, val_keys)], fingerprint=fingerprint,
+        cfg, [("train", x_train, train_keys), ("val", x_val, val_keys)],
+        pool_layers=resolve_pool_layers(cfg.backbone, cfg.pool_layers), fingerprint=fingerprint,
         weights_id=weights_id, cache_dir=cache_dir, desc="")
     views = np.concatenate([parts["train"], parts["val"]], axis=1)
     y = np.concatenate([y_train, y_val])
@@ -169,9 +167,7 @@ def fit_stage1_cv(cfg: TrainConfig, *, n_classes: int, labels: list[str], x_trai
     tick = time.time()
     fold_of = np.array(assign_folds(groups, y.tolist(), k=cfg.cv_folds, seed=cfg.seed))
     heads = steps.head_grid(c=cfg.head_c, units=cfg.head_units, dropout=cfg.head_dropout, lr=cfg.head_lr)
-    if len(np.unique(y)) < 2:
-        heads = [h for h in heads if h.kind != "linear"]
-    allowed = {"auto": VIEWS, "on": ("flip",), "off": ("single",)}[cfg.tta_flip]
+    allowed = allowed_views(cfg.tta_flip)
     rows, best = [], None
     for params in tqdm(heads, desc=f"head search ({cfg.cv_folds}-fold CV)", unit="head"):
         oof = np.zeros((2, len(y), n_classes), np.float32)
@@ -183,7 +179,7 @@ def fit_stage1_cv(cfg: TrainConfig, *, n_classes: int, labels: list[str], x_trai
             oof[:, va] = np.stack([np.asarray(head.predict(v, verbose=0)) for v in views[:, va]])
             epochs_run.append(len(history.get("loss", [])))
         oof_views = {"single": [oof[0]], "flip": list(oof)}
-        scores = {m: val_score(v, y) for m, v in oof_views.items()}
+        scores = {m: served_scores(v, y) for m, v in oof_views.items()}
         mode = min(allowed, key=lambda m: scores[m]["nll"])
         row = dataclasses.asdict(params) | {"head": params.describe(), "tta": mode, "val_nll": scores[mode]["nll"],
                                             "val_accuracy": scores[mode]["accuracy"], "epochs_run": epochs_run}

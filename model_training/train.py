@@ -11,7 +11,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from .backbones import FeatureStandardize, freeze_for_fine_tuning
-from .calibrate import fit_temperature, nll, probs_from_views
+from .calibrate import served_scores
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -147,16 +147,13 @@ def view_logits(model: keras.Model, views) -> list[np.ndarray]:
 
 def score_on_val(val_logits: list[np.ndarray], y_val: np.ndarray) -> dict:
     """Validation scores of the served output (flip-averaged, temperature fitted)."""
-    t = fit_temperature(val_logits, y_val)
-    probs = probs_from_views(val_logits, t)
-    return {"val_nll": nll(probs, y_val), "val_accuracy": float((probs.argmax(1) == y_val).mean()), "temperature": t}
+    s = served_scores(val_logits, y_val)
+    return {"val_nll": s["nll"], "val_accuracy": s["accuracy"], "temperature": s["temperature"]}
 
 
 def head_search(train_views, y_train, val_views, y_val, *, n_classes, heads: list[HeadParams], epochs, seed):
     """Every head in `heads`; the best is the lowest calibrated validation log-loss."""
     results, best = [], None
-    if len(np.unique(y_train)) < 2:  # logistic regression needs two classes; the MLP heads cope
-        heads = [h for h in heads if h.kind != "linear"]
     for params in tqdm(heads, desc="head search", unit="head"):
         head, history = train_head(
             train_views, y_train, val_views, y_val, n_classes=n_classes, params=params, epochs=epochs, seed=seed
