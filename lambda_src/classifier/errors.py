@@ -33,6 +33,19 @@ class CorruptImage(ClientError):
     status, code = 400, "corrupt_image"
 
 
+class UnsupportedImage(ClientError):
+    """A PNG/JPEG/BMP using something this service does not decode, to keep every decode bounded:
+    more progressive scans or segments than the limits, run-length-encoded BMP."""
+
+    status, code = 400, "unsupported_image"
+
+
+class MalformedRequest(ClientError):
+    """An event that is not an API Gateway REST proxy request (not an object, no method or path)."""
+
+    status, code = 400, "malformed_request"
+
+
 class NotFound(ClientError):
     status, code = 404, "not_found"
 
@@ -47,6 +60,12 @@ class PayloadTooLarge(ClientError):
 
 class UnsupportedMediaType(ClientError):
     status, code = 415, "unsupported_media_type"
+
+
+class MediaTypeMismatch(ClientError):
+    """The request declares one image format (Content-Type, data: URL, form part) and the bytes are another."""
+
+    status, code = 415, "media_type_mismatch"
 
 
 class ImageTooSmall(ClientError):

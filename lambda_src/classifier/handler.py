@@ -24,7 +24,7 @@ from .engine import Engine
 from .errors import ClientError, MethodNotAllowed, ModelLoadError, NotFound
 from .lambda_context import LocalContext
 from .model_card import DISCLAIMER
-from .request_body import extract_image, header
+from .request_body import check_event, extract_image, header, normalise_event
 from .settings import Settings, SettingsError
 
 #: path -> the methods it serves; anything else on a known path is a 405.
@@ -137,17 +137,7 @@ class Service:
 
         @app.get("/health")
         def health() -> Response:
-            card = self.engine().card
-            return _json(200, {
-                "status": "ok",
-                "model": {
-                    "name": card.name, "version": card.version, "labels": list(card.labels),
-                    "input_size": card.input_size, "input_dtype": card.input_dtype,
-                    "preprocessing_id": card.preprocessing_id, "tflite_sha256": card.tflite_sha256,
-                    "backbone": card.backbone, "created_at": card.created_at,
-                },
-                "disclaimer": card.disclaimer or DISCLAIMER,
-            })
+            return _json(200, self._health_body())
 
         @app.not_found
         def not_found(_exc: Exception) -> Response:
@@ -180,6 +170,19 @@ class Service:
         def unexpected(exc: Exception) -> Response:
             self.logger.exception("unexpected error")
             return self._internal_error()
+
+    def _health_body(self) -> dict:
+        card = self.engine().card
+        return {
+            "status": "ok",
+            "model": {
+                "name": card.name, "version": card.version, "labels": list(card.labels),
+                "input_size": card.input_size, "input_dtype": card.input_dtype,
+                "preprocessing_id": card.preprocessing_id, "tflite_sha256": card.tflite_sha256,
+                "backbone": card.backbone, "created_at": card.created_at,
+            },
+            "disclaimer": card.disclaimer or DISCLAIMER,
+        }
 
     def _request_id(self) -> str:
         try:
@@ -221,12 +224,14 @@ class Service:
             if status >= 400:
                 name = "ServerErrors" if status >= 500 else "ClientErrors"
                 self.metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
-        # Method, path, status, latency, label: never the body.
-        self.logger.info(
-            "request",
-            extra={"method": event.get("httpMethod"), "path": event.get("path"), "status": status,
-                   "latency_ms": latency_ms, "label": self._label},
-        )
+        # Method, path, status, latency: never the body, the caller's address or (unless the operator
+        # set CLASSIFIER_LOG_PREDICTIONS) the result. README "What the logs hold" lists every key.
+        extra = {"method": event.get("httpMethod"), "path": event.get("path"), "status": status,
+                 "latency_ms": latency_ms}
+        if self.settings.log_predictions and self._label is not None:
+            extra["label"] = self._label
+            extra["probabilities"] = _probabilities(response)
+        self.logger.info("request", extra=extra)
         return response
 
     def _add_cors_headers(self, event: Mapping[str, Any], response: dict) -> None:
@@ -250,13 +255,46 @@ class Service:
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict:
         context = context if context is not None else LocalContext()
-        with self._invoke_lock:
+        try:
+            check_event(event)
+        except ClientError as exc:  # not a proxy event at all: 400 before Powertools reads it
+            return self._refuse_event(exc, context)
+        event = normalise_event(event)
+        if _is_health(event) and not self._invoke_lock.acquire(blocking=False):
+            # A prediction holds the lock (only in the local API: Lambda never runs two requests in
+            # one container). /health does not wait behind it: answered without the resolver, and
+            # without a log line or metrics, whose Powertools state belongs to the request in flight.
+            return self._health_unlocked(event)
+        if not _is_health(event):
+            self._invoke_lock.acquire()
+        try:
             self._context_request_id = getattr(context, "aws_request_id", "unknown")
             try:
                 return self._handle(event, context)
             except Exception:  # a fault in logging/metrics themselves: still no stack trace to the client
                 self.logger.exception("unexpected error in the handler wrapper")
                 return _raw_json(500, _fallback_500(self._context_request_id))
+        finally:
+            self._invoke_lock.release()
+
+    def _refuse_event(self, exc: ClientError, context: Any) -> dict:
+        request_id = str(getattr(context, "aws_request_id", None) or "unknown")
+        with self._invoke_lock:
+            self.logger.info("request", extra={"status": exc.status, "error_code": exc.code,
+                                               "function_request_id": request_id})
+        return _raw_json(exc.status, {"error": {"code": exc.code, "message": exc.message, "request_id": request_id}})
+
+    def _health_unlocked(self, event: Mapping[str, Any]) -> dict:
+        request_id = str((event.get("requestContext") or {}).get("requestId") or "unknown")
+        try:
+            response = _raw_json(200, self._health_body())
+        except ServiceUnavailable as exc:
+            response = _raw_json(exc.status, {"error": {"code": exc.code, "message": exc.message,
+                                                        "request_id": request_id}})
+        except Exception:
+            response = _raw_json(500, _fallback_500(request_id))
+        self._add_cors_headers(event, response)
+        return response
 
     def warm(self) -> None:
         """Load the model now (Lambda's init phase) instead of on the first request."""
@@ -265,6 +303,17 @@ class Service:
                 self.engine()
             except ServiceUnavailable:
                 pass  # remembered; each request answers 503 with the reason in the logs
+
+
+def _is_health(event: Mapping[str, Any]) -> bool:
+    return event.get("httpMethod") == "GET" and event.get("path") == "/health"
+
+
+def _probabilities(response: Mapping[str, Any]) -> Any:
+    try:
+        return json.loads(response.get("body") or "{}").get("probabilities")
+    except (ValueError, AttributeError):
+        return None
 
 
 def _fallback_500(request_id: str) -> dict:

@@ -13,7 +13,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import BadImageDimensions, CorruptImage, ImageTooSmall, NotAnImage
+from . import decoding
+from .errors import BadImageDimensions, ClientError, CorruptImage, ImageTooSmall, NotAnImage
 
 #: Recorded in model.json by training and checked by the serving engine.
 PREPROCESSING_ID = "rgb-squash-bilinear-float255-v1"
@@ -62,40 +63,59 @@ def check_dimensions(width: int, height: int) -> None:
 def _open(data: bytes) -> Image.Image:
     if not data:
         raise NotAnImage("the body is empty; send a PNG, JPEG or BMP image")
+    info = decoding.inspect(data)  # structural limits, before Pillow parses anything
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+            img = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise BadImageDimensions(f"image exceeds {MAX_IMAGE_PIXELS:,} pixels") from exc
     except UnidentifiedImageError as exc:
         raise NotAnImage("the data is not a PNG, JPEG or BMP image") from exc
     except Exception as exc:  # Pillow raises many types on broken headers
         raise CorruptImage(f"the image header could not be read ({type(exc).__name__})") from exc
+    img.info["decoding"] = info
+    img.info["decoding_data"] = data  # the same bytes object, not a copy: the JPEG decoder reads it
+    return img
 
 
 def _load_first_frame(img: Image.Image) -> Image.Image:
+    """Decode the first frame, upright (EXIF orientation). Truncated or corrupt data is an error."""
+    info = img.info.get("decoding") or decoding.FileInfo(img.format)
+    data = img.info.pop("decoding_data", None)
+    decoding.check_work(info, *img.size)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img.seek(0)
+            if img.format == "JPEG":
+                if data is not None:
+                    decoded = decoding.decode_jpeg(data, img)
+                    if decoded is not img:  # simplejpeg's pixels; the orientation comes from the EXIF
+                        return decoding.apply_orientation(decoded, decoded.info.pop("exif_orientation", 1))
             img.load()
             # EXIF orientation, so a phone photo of a screen is upright.
-            return ImageOps.exif_transpose(img)
+            out = ImageOps.exif_transpose(img)
+            out.info["decoding"] = info
+            return out
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise BadImageDimensions(f"image exceeds {MAX_IMAGE_PIXELS:,} pixels") from exc
+    except ClientError:
+        raise
     except Exception as exc:  # truncated data, bad CRC, broken EXIF, ...
         raise CorruptImage(f"the image data is corrupt or truncated ({type(exc).__name__})") from exc
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
-    """Grey, 16-bit, palette, alpha, CMYK -> 8-bit RGB. Alpha is composited onto black."""
-    if img.mode in _SIXTEEN_BIT_MODES:
-        arr = np.asarray(img, dtype=np.float64)
-        if arr.size and np.nanmax(arr) > 255:
-            arr = arr / 257.0  # 16-bit range -> 8-bit range
-        arr = np.nan_to_num(np.clip(np.rint(arr), 0, 255))
-        return Image.fromarray(arr.astype(np.uint8), mode="L").convert("RGB")
+    """Grey, 16-bit, palette, alpha, CMYK -> 8-bit RGB. Alpha is composited onto black.
+
+    16-bit greyscale: the fixed integer rule in ``decoding`` (PNG sBIT, else 65535 -> 255).
+    """
+    if decoding.is_grey16(img):
+        info = img.info.get("decoding")
+        return decoding.grey16_to_l(img, info.png_significant_bits if info else None).convert("RGB")
+    if img.mode == "F":
+        raise CorruptImage("floating-point images are not decoded")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
@@ -106,13 +126,18 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def decode_rgb(data: bytes) -> Image.Image:
-    """Decode PNG/JPEG/BMP bytes into an upright 8-bit RGB image, or raise a ClientError."""
+    """Decode PNG/JPEG/BMP bytes into an upright 8-bit RGB image, or raise a ClientError.
+
+    Bounded whatever the file claims: see ``classifier.decoding`` for the limits and rules.
+    """
     img = _open(data)
     check_dimensions(*img.size)
     img = _load_first_frame(img)
     check_dimensions(*img.size)
     try:
         return to_rgb(img)
+    except ClientError:
+        raise
     except Exception as exc:
         raise CorruptImage(f"the image could not be converted to RGB ({type(exc).__name__})") from exc
 

@@ -15,7 +15,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import InvalidBase64, MalformedBody, PayloadTooLarge, UnsupportedMediaType
+from .errors import (InvalidBase64, MalformedBody, MalformedRequest, MediaTypeMismatch, PayloadTooLarge,
+                     UnsupportedMediaType)
 
 #: Content types API Gateway must treat as binary (the REST API's binaryMediaTypes):
 #: their bodies reach the Lambda base64-encoded with isBase64Encoded=true.
@@ -27,7 +28,16 @@ ACCEPTED_TYPES = (*RAW_IMAGE_TYPES, JSON_TYPE, MULTIPART_TYPE)
 #: The JSON key and the form field that carry the image.
 IMAGE_FIELD = "image"
 
-_DATA_URL = re.compile(r"^data:[^,]{0,200};base64,", re.IGNORECASE)
+_DATA_URL = re.compile(r"^data:([^,]{0,200});base64,", re.IGNORECASE)
+#: RFC 9110 media type: token "/" token (then parameters after ";").
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_MEDIA_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}")
+#: The image formats ``preprocessing`` decodes, by the media type that names each. A declared type
+#: (raw body's Content-Type, a data: URL, a form part's Content-Type) must name the bytes' format.
+IMAGE_MEDIA_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/jpg": "JPEG", "image/pjpeg": "JPEG",
+                     "image/bmp": "BMP", "image/x-bmp": "BMP", "image/x-ms-bmp": "BMP"}
+#: Declarations that say nothing about the format (a form part from a generic client).
+_UNDECLARED = ("", "application/octet-stream", "binary/octet-stream")
 _MAX_MULTIPART_PARTS = 32
 
 
@@ -35,21 +45,96 @@ def header(event: Mapping[str, Any], name: str) -> str | None:
     """A request header, matched case-insensitively (API Gateway passes the client's spelling)."""
     headers = event.get("headers") or {}
     wanted = name.lower()
-    for key, value in headers.items():
-        if isinstance(key, str) and key.lower() == wanted and value is not None:
-            return str(value)
+    if isinstance(headers, Mapping):
+        for key, value in headers.items():
+            if isinstance(key, str) and key.lower() == wanted and value is not None:
+                return str(value)
+    if not headers:  # an event with only multiValueHeaders: API Gateway's headers keep the last value
+        multi = event.get("multiValueHeaders") or {}
+        if isinstance(multi, Mapping):
+            for key, values in multi.items():
+                if isinstance(key, str) and key.lower() == wanted and isinstance(values, list) and values:
+                    return None if values[-1] is None else str(values[-1])
     return None
 
 
+def check_event(event: Any) -> None:
+    """Refuse (400 malformed_request) what is not a REST proxy request event: a 400, never a 500.
+
+    ``httpMethod`` and ``path`` must be strings; ``headers``/``multiValueHeaders`` objects (or null);
+    ``body`` a string (or null). Other fields are optional here.
+    """
+    if not isinstance(event, Mapping):
+        raise MalformedRequest(f"the event is not a JSON object ({type(event).__name__}); "
+                               "expected an API Gateway REST proxy event")
+    for key in ("httpMethod", "path"):
+        if not isinstance(event.get(key), str) or not event.get(key):
+            raise MalformedRequest(f"the event has no {key!r} string; expected an API Gateway REST proxy event")
+    for key in ("headers", "multiValueHeaders", "requestContext", "queryStringParameters"):
+        if event.get(key) is not None and not isinstance(event.get(key), Mapping):
+            raise MalformedRequest(f"the event's {key!r} is not an object")
+    if event.get("body") is not None and not isinstance(event.get("body"), str):
+        raise MalformedRequest("the event's 'body' is not a string")
+
+
+def normalise_event(event: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An event with ``multiValueHeaders`` but no ``headers`` gets ``headers`` (last value of each),
+    as API Gateway fills both; everything else is returned as it is."""
+    multi = event.get("multiValueHeaders")
+    if event.get("headers") or not isinstance(multi, Mapping) or not multi:
+        return event
+    headers = {k: str(v[-1]) for k, v in multi.items() if isinstance(k, str) and isinstance(v, list) and v
+               and v[-1] is not None}
+    return {**event, "headers": headers}
+
+
 def parse_content_type(value: str | None) -> tuple[str, dict[str, str]]:
-    """'multipart/form-data; boundary="x"' -> ('multipart/form-data', {'boundary': 'x'})."""
+    """'multipart/form-data; boundary="x"' -> ('multipart/form-data', {'boundary': 'x'}).
+
+    The media type is what precedes the first ';', lower-cased; when it is not one RFC 9110
+    ``type/subtype`` (a list such as 'image/png, application/json', garbage) it is returned as
+    sent, so the 415 names the actual offending value.
+    """
     if not value:
         return "", {}
+    media_type = value.split(";", 1)[0].strip().lower()
+    if not _MEDIA_TYPE.fullmatch(media_type):
+        return media_type, {}
     msg = email.message.Message()
     msg["content-type"] = value
-    media_type = msg.get_content_type() if "/" in value.split(";", 1)[0] else ""
-    params = {k.lower(): v for k, v in (msg.get_params() or [])[1:] if isinstance(v, str)}
-    return media_type.lower(), params
+    try:
+        params = {k.lower(): v for k, v in (msg.get_params() or [])[1:] if isinstance(v, str)}
+    except Exception:  # a parameter the email parser cannot read: no parameters
+        params = {}
+    return media_type, params
+
+
+def _shown(value: str) -> str:
+    """A client-sent value, safe and short for an error message."""
+    text = value if len(value) <= 80 else value[:77] + "..."
+    return ascii(text)[1:-1]
+
+
+def check_declared_format(declared: str | None, data: bytes, where: str) -> None:
+    """The declared media type (if it names an image format) must be the format the bytes are in.
+
+    Bytes that are no known image are left to the decoder (400 not_an_image).
+    """
+    from .decoding import sniff_format
+
+    declared = (declared or "").split(";", 1)[0].strip().lower()
+    if declared in _UNDECLARED:
+        return
+    actual = sniff_format(data)
+    if actual is None:
+        return
+    expected = IMAGE_MEDIA_TYPES.get(declared)
+    if expected != actual:
+        raise MediaTypeMismatch(f"{where} declares {_shown(declared)} but the bytes are a {actual} image; "
+                                f"declare {_MEDIA_TYPE_OF[actual]} (or send it as it is declared)")
+
+
+_MEDIA_TYPE_OF = {"PNG": "image/png", "JPEG": "image/jpeg", "BMP": "image/bmp"}
 
 
 def raw_body(event: Mapping[str, Any], *, max_bytes: int) -> bytes:
@@ -70,7 +155,10 @@ def raw_body(event: Mapping[str, Any], *, max_bytes: int) -> bytes:
     else:
         if len(body) > max_bytes:  # each character is at least one byte
             raise _too_large(max_bytes)
-        data = body.encode("utf-8", errors="surrogateescape")
+        try:
+            data = body.encode("utf-8", errors="surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate: not text any client could have sent
+            raise MalformedBody("the request body is not valid Unicode text") from None
     if len(data) > max_bytes:
         raise _too_large(max_bytes)
     return data
@@ -84,7 +172,7 @@ def extract_image(event: Mapping[str, Any], *, max_bytes: int) -> bytes:
     """The image bytes a POST /predict event carries, whichever of the three encodings it uses."""
     media_type, params = parse_content_type(header(event, "content-type"))
     if media_type not in ACCEPTED_TYPES:
-        shown = media_type or "no Content-Type"
+        shown = f"Content-Type {_shown(media_type)}" if media_type else "no Content-Type"
         raise UnsupportedMediaType(
             f"{shown} is not accepted; send {', '.join(RAW_IMAGE_TYPES)} (raw bytes), "
             f'{JSON_TYPE} ({{"{IMAGE_FIELD}": "<base64>"}}) or {MULTIPART_TYPE} (file field "{IMAGE_FIELD}")'
@@ -93,6 +181,7 @@ def extract_image(event: Mapping[str, Any], *, max_bytes: int) -> bytes:
     if not data:
         raise MalformedBody("the request body is empty; send an image")
     if media_type in RAW_IMAGE_TYPES:
+        check_declared_format(media_type, data, "the Content-Type")
         return data
     if media_type == JSON_TYPE:
         return image_from_json(data)
@@ -103,14 +192,18 @@ def image_from_json(data: bytes) -> bytes:
     """{"image": "<base64>"} (a data: URL prefix is tolerated) -> bytes."""
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+    except (ValueError, UnicodeError, RecursionError):
         raise MalformedBody("the body is not valid JSON") from None
     if not isinstance(doc, dict) or IMAGE_FIELD not in doc:
         raise MalformedBody(f'the JSON body must be an object with an "{IMAGE_FIELD}" key holding base64 image data')
     value = doc[IMAGE_FIELD]
     if not isinstance(value, str):
         raise MalformedBody(f'"{IMAGE_FIELD}" must be a base64 string, not {type(value).__name__}')
-    return decode_base64(value)
+    prefix = _DATA_URL.match(value.strip())
+    data = decode_base64(value)
+    if prefix:
+        check_declared_format(prefix.group(1), data, "the data: URL")
+    return data
 
 
 def decode_base64(text: str) -> bytes:
@@ -142,15 +235,16 @@ def image_from_multipart(data: bytes, boundary: str | None) -> bytes:
     for chunk in chunks[1 : _MAX_MULTIPART_PARTS + 1]:
         if chunk.startswith(b"--"):
             break  # the close delimiter; the rest is epilogue
-        name, content = _multipart_part(chunk)
+        name, content, part_type = _multipart_part(chunk)
         if name == IMAGE_FIELD:
+            check_declared_format(part_type, content, f'the form field "{IMAGE_FIELD}"')
             return content
         seen.append(name or "?")
     fields = ", ".join(repr(n) for n in seen) or "none"
     raise MalformedBody(f'the form has no field named "{IMAGE_FIELD}" (fields seen: {fields})')
 
 
-def _multipart_part(chunk: bytes) -> tuple[str | None, bytes]:
+def _multipart_part(chunk: bytes) -> tuple[str | None, bytes, str | None]:
     # After the delimiter: optional transport padding, CRLF, headers, CRLF CRLF, content.
     line_end = chunk.find(b"\r\n")
     if line_end < 0 or chunk[:line_end].strip(b" \t"):
@@ -158,7 +252,7 @@ def _multipart_part(chunk: bytes) -> tuple[str | None, bytes]:
     head_end = chunk.find(b"\r\n\r\n", line_end)
     if head_end < 0:
         if chunk[line_end:] == b"\r\n":  # a part with no headers and no content
-            return None, b""
+            return None, b"", None
         raise MalformedBody("a multipart part has no blank line after its headers")
     head = chunk[line_end + 2 : head_end].decode("utf-8", errors="replace")
     msg = email.message.Message()
@@ -169,4 +263,4 @@ def _multipart_part(chunk: bytes) -> tuple[str | None, bytes]:
     name = msg.get_param("name", header="content-disposition")
     if isinstance(name, tuple):  # RFC 2231 encoded
         name = email.utils.collapse_rfc2231_value(name)
-    return name, chunk[head_end + 4 :]
+    return name, chunk[head_end + 4 :], msg.get("content-type")

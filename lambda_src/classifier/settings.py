@@ -29,6 +29,9 @@ ENV_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
 ENV_LOG_LEVEL = "POWERTOOLS_LOG_LEVEL"
 #: Comma-separated origins allowed to call the API from a browser ("*" for any); empty: no CORS headers.
 ENV_CORS_ORIGINS = "CLASSIFIER_CORS_ORIGINS"
+#: "true": the request log line also holds the label and probabilities. Off by default: with it
+#: on, a prediction sits beside the request id, which API Gateway's access log pairs with the caller's IP.
+ENV_LOG_PREDICTIONS = "CLASSIFIER_LOG_PREDICTIONS"
 #: Powertools' own switch; read here too so the handler skips metrics work when it is set.
 ENV_METRICS_DISABLED = "POWERTOOLS_METRICS_DISABLED"
 
@@ -49,6 +52,7 @@ class Settings:
     log_level: str = "INFO"
     metrics_enabled: bool = True
     cors_origins: tuple[str, ...] = ()
+    log_predictions: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_dir", Path(self.model_dir))
@@ -80,6 +84,7 @@ class Settings:
             log_level=env.get(ENV_LOG_LEVEL) or defaults.log_level,
             metrics_enabled=not _bool(env, ENV_METRICS_DISABLED, False),
             cors_origins=tuple(o.strip() for o in (env.get(ENV_CORS_ORIGINS) or "").split(",") if o.strip()),
+            log_predictions=_bool(env, ENV_LOG_PREDICTIONS, False),
         )
 
 

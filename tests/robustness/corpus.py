@@ -180,3 +180,9 @@ def multipart(fields: list[tuple[str, bytes, str | None]], boundary: str = "----
             out += b"Content-Type: application/octet-stream\r\n"
         out += b"\r\n" + content + b"\r\n"
     return out + f"--{boundary}--\r\n".encode()
+
+
+def multipart_typed(name: str, content: bytes, content_type: str, boundary: str = "----fuzzboundary7MA4YWxk") -> bytes:
+    """A form with one file field whose part declares ``content_type`` (as a browser does from the extension)."""
+    return (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"f\"\r\n"
+            f"Content-Type: {content_type}\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()

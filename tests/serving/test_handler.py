@@ -232,12 +232,30 @@ def test_unexpected_fault_is_a_500_with_request_id_and_no_details(tiny_model_dir
     assert "secret" not in text and "Traceback" not in text and "RuntimeError" not in text
 
 
-def test_event_the_resolver_cannot_read_is_a_500_not_a_raise(service):
+def test_event_that_is_not_a_proxy_request_is_a_400_not_a_500(service):
     ctx = LocalContext()
-    for event in ({}, {"httpMethod": None}, {"path": "/predict"}):
+    for event in ({}, {"httpMethod": None}, {"path": "/predict"}, {"httpMethod": "POST"}, [], "x", None, 5,
+                  {"httpMethod": "POST", "path": "/predict", "headers": "x"},
+                  {"httpMethod": "POST", "path": "/predict", "headers": {}, "body": 5},
+                  {"httpMethod": "POST", "path": "/predict", "requestContext": []}):
         response = service(event, ctx)
-        assert response["statusCode"] == 500
-        assert json.loads(response["body"])["error"]["request_id"] == ctx.aws_request_id
+        assert response["statusCode"] == 400, event
+        error = json.loads(response["body"])["error"]
+        assert error["code"] == "malformed_request" and error["request_id"] == ctx.aws_request_id
+
+
+def test_event_without_headers_key_is_served(service, engine):
+    """API Gateway always sends headers; an event that omits them (or has only multiValueHeaders) still works."""
+    data = image_bytes(60, 50)
+    event = predict_raw(data)
+    multi = {k: [v] for k, v in event["headers"].items()}
+    for variant in ({**event, "headers": None, "multiValueHeaders": multi},
+                    {k: v for k, v in event.items() if k not in ("headers",)} | {"multiValueHeaders": multi}):
+        status, body, _ = call(service, variant)
+        assert status == 200, body
+    no_headers = {k: v for k, v in event.items() if k not in ("headers", "multiValueHeaders")}
+    status, body, _ = call(service, no_headers)
+    assert status == 415 and body["error"]["code"] == "unsupported_media_type"
 
 
 # -- a model that cannot be loaded: 503, every time, no crash -------------------------------------------
@@ -345,11 +363,13 @@ def test_logs_have_request_id_and_latency_but_never_the_image(tiny_model_dir, ca
     assert len(requests) == 3
     for r in requests:
         assert r["correlation_id"] == rid and r["function_request_id"]
-        assert r["status"] == 200 and r["latency_ms"] > 0 and r["label"] in LABELS
+        assert r["status"] == 200 and r["latency_ms"] > 0
+        # Privacy by default: no result and no caller address beside the request id.
+        assert "label" not in r and "probabilities" not in r and "127.0.0.1" not in json.dumps(r)
     # EMF: predictions per label (dimension), latency and model latency
     emf = [r for r in records if "_aws" in r]
     per_label = [r for r in emf if "Predictions" in r]
-    assert len(per_label) == 3 and all(r["label"] == requests[0]["label"] for r in per_label)
+    assert len(per_label) == 3 and len({r["label"] for r in per_label}) == 1
     assert per_label[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service", "label"]]
     assert sum("Latency" in r and "ModelLatency" in r for r in emf) == 3
     assert all(r["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "TestNs" for r in emf)
@@ -363,3 +383,14 @@ def test_errors_are_counted_as_client_or_server_errors(tiny_model_dir, capsys):
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert sum(r.get("ClientErrors") == [1.0] for r in emf) == 2
     assert not any("ServerErrors" in r for r in emf)
+
+
+def test_log_predictions_setting_adds_the_result_to_the_request_line(tiny_model_dir, capsys):
+    name = f"log-pred-{uuid.uuid4().hex[:8]}"
+    svc = create_service(Settings(model_dir=tiny_model_dir, service_name=name, metrics_enabled=False,
+                                  log_predictions=True))
+    status, body, _ = call(svc, predict_raw(image_bytes(90, 70, seed=11)))
+    assert status == 200
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    (r,) = [r for r in records if r.get("message") == "request"]
+    assert r["label"] == body["label"] and r["probabilities"] == body["probabilities"]

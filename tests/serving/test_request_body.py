@@ -163,4 +163,5 @@ def test_parse_content_type():
     assert parse_content_type('multipart/form-data; boundary="a b"') == ("multipart/form-data", {"boundary": "a b"})
     assert parse_content_type("Image/PNG") == ("image/png", {})
     assert parse_content_type(None) == ("", {})
-    assert parse_content_type("garbage")[0] == ""
+    assert parse_content_type("garbage") == ("garbage", {})  # not a media type: kept, so the 415 names it
+    assert parse_content_type("image/png, application/json")[0] == "image/png, application/json"
