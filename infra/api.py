@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.config import InfraConfig
 from infra.function import log_group
-from infra.nag import acknowledge
+from infra.nag import HIPAA, acknowledge
 
 #: Bodies of these types reach the function base64-encoded. Not */*: that would encode JSON too.
 BINARY_MEDIA_TYPES = ("image/png", "image/jpeg", "multipart/form-data")
@@ -27,9 +28,10 @@ class ClassifierApi(Construct):
         config: InfraConfig,
         function: lambda_.IFunction,
         disclaimer: str,
+        encryption_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.access_logs = log_group(self, "AccessLogs", config=config)
+        self.access_logs = log_group(self, "AccessLogs", config=config, encryption_key=encryption_key)
         self.api = apigw.RestApi(
             self,
             "Api",
@@ -164,13 +166,31 @@ class ClassifierApi(Construct):
             "API in the account and region, so it takes AWS's managed policy; narrowing it to this API would "
             "break other APIs' logging.",
         )
-        acknowledge(
-            self.api.deployment_stage,
-            "APIG3",
-            "No WAF web ACL: it would cost about $5/month plus $1 per rule at rest, more than this research API. "
-            "Abuse is bounded by stage throttling, request validation and, with apiKey on, the usage plan's "
-            "per-key throttle and daily quota.",
-        )
+        if not config.waf_enabled:
+            acknowledge(
+                self.api.deployment_stage,
+                "APIG3",
+                "No WAF web ACL: it would cost about $5/month plus $1 per rule at rest, more than this research API. "
+                "Abuse is bounded by stage throttling, request validation and, with apiKey on, the usage plan's "
+                "per-key throttle and daily quota. waf=true (or compliance=hipaa) adds one.",
+            )
+        if config.hipaa:
+            acknowledge(
+                self.api.deployment_stage,
+                "APIGWCacheEnabledAndEncrypted",
+                "No stage cache, on purpose: every POST /predict carries a different image and must be classified, "
+                "never answered from a cache (which would also keep predictions at rest); GET /health is cheap. "
+                "With no cache there is nothing to encrypt.",
+                pack=HIPAA,
+            )
+            acknowledge(
+                self.api.deployment_stage,
+                "APIGWSSLEnabled",
+                "A stage client certificate lets an HTTP backend verify that calls come from API Gateway. This "
+                "API's only backend is a Lambda proxy integration, invoked through the Lambda API with a resource "
+                "policy scoped to this API's ARN; the certificate would never be presented to anything.",
+                pack=HIPAA,
+            )
         if config.api_key:
             why = (
                 "Callers (a research team's scripts and notebooks) are identified by an API key from a usage plan "
@@ -188,9 +208,11 @@ class ClassifierApi(Construct):
 
 
 def _error_template(code: str, message_json: str, disclaimer: str) -> str:
-    """A mapping template for {"error": {"code", "message"}, "disclaimer"}; message_json is already quoted."""
+    """A mapping template for the handler's error shape {"error": {"code", "message", "request_id"}, "disclaimer"};
+    message_json is already quoted. The request id is API Gateway's, the one its access log and the function's
+    logs (as correlation_id) carry."""
     return (
-        '{"error": {"code": "' + code + '", "message": ' + message_json + "}, "
+        '{"error": {"code": "' + code + '", "message": ' + message_json + ', "request_id": "$context.requestId"}, '
         '"disclaimer": ' + json.dumps(disclaimer) + "}"
     )
 

@@ -1,4 +1,5 @@
-"""Builds the CDK app: typed config from context, the build-context check, the stack, cdk-nag's AwsSolutions pack."""
+"""Builds the CDK app: typed config from context, the build-context check, the stack, cdk-nag's AwsSolutions pack
+(and its HIPAA Security pack with compliance=hipaa)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import aws_cdk as cdk
-from cdk_nag import AwsSolutionsChecks
+from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
 
 from infra.build_context import check_build_context
 from infra.config import InfraConfig
@@ -28,4 +29,7 @@ def build_app(*, context: Mapping[str, Any] | None = None, outdir: str | None = 
     ClassifierStack(app, config.stack_name, config=config, build_context=build_context)
     # Findings fail the synth; acknowledged ones are listed, with their reasons, in stack.py's constructs.
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    if config.hipaa:
+        # The HIPAA Security pack (docs/security.md lists each finding it keeps, and why).
+        cdk.Validations.of(app).add_plugins(HIPAASecurityChecks(app))
     return app

@@ -15,6 +15,11 @@ from typing import Any, Callable, Mapping
 ARCHITECTURES = ("x86_64", "arm64")
 REMOVAL_POLICIES = ("destroy", "retain")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: "none": the cheap default stack. "hipaa": cdk-nag's HIPAA Security pack on top of AwsSolutions, with what it
+#: takes to pass it (customer-managed KMS key, the function in an isolated VPC, WAF, ...); see docs/security.md.
+COMPLIANCE_PROFILES = ("none", "hipaa")
+#: API Gateway's REST integration timeout: a function running longer is answered 504 while it keeps running (and billing).
+API_GATEWAY_TIMEOUT_SECONDS = 29
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
 # Lambda gives one full vCPU at 1769 MB and CPU in proportion to memory around it.
@@ -37,14 +42,20 @@ class InfraConfig:
     # Image build context (Dockerfile + classifier/ + model/), relative to the app's directory.
     lambda_src: str = "lambda_src"
     memory_mb: int = 2048
-    timeout_seconds: int = 30
+    # Below API Gateway's 29 s integration timeout: past it the caller gets a 504 while the function keeps billing.
+    # A prediction takes well under a second warm and a few seconds cold; 10 s leaves room for a cold start.
+    timeout_seconds: int = 10
     architecture: str = "x86_64"
     # None: derive from memory (one thread per whole vCPU the memory buys).
     num_threads: int | None = None
     # Raw request bodies above this are refused by the handler with 413 (the handler's own default).
     max_body_bytes: int = 4_500_000
-    # None: no reserved concurrency (shares the account pool; reserving needs free quota).
-    reserved_concurrency: int | None = None
+    # Caps the function's concurrent executions (and so its cost and its share of the account's pool): at most
+    # this many requests in flight, the rest throttled (429). 10 at ~0.1-1 s per request serves the stage's
+    # 10 req/s default throttle. Reserving takes it out of the account's unreserved pool, and Lambda keeps at least
+    # 100 unreserved: an account whose concurrency quota is still the new-account 10 must set null (no cap) or
+    # ask for a quota increase. None: no cap, shares the account pool.
+    reserved_concurrency: int | None = 10
     stage_name: str = "v1"
     throttle_rate_limit: float = 10.0
     throttle_burst_limit: int = 20
@@ -56,6 +67,12 @@ class InfraConfig:
     log_retention_days: int = 30
     log_level: str = "INFO"
     removal_policy: str = "destroy"
+    # "hipaa": the HIPAA Security profile (see COMPLIANCE_PROFILES). Costs money at rest; off by default.
+    compliance: str = "none"
+    # A WAF web ACL on the stage. None: on with compliance=hipaa, off otherwise.
+    waf: bool | None = None
+    # WAF rate-based rule: requests one client IP may send in any 5 minutes before it is blocked (429).
+    waf_rate_limit: int = 500
     keep_images: int = 10
     service_name: str = "busi-classifier"
     metrics_namespace: str = "BusiClassifier"
@@ -66,7 +83,9 @@ class InfraConfig:
                f"must start with a letter and hold only letters, digits and '-': {self.stack_name!r}")
         _check(bool(self.lambda_src), "lambdaSrc", "must name the Lambda image build context directory")
         _check(128 <= self.memory_mb <= 10240, "memoryMb", f"must be 128..10240 (MB), got {self.memory_mb}")
-        _check(3 <= self.timeout_seconds <= 900, "timeoutSeconds", f"must be 3..900, got {self.timeout_seconds}")
+        _check(3 <= self.timeout_seconds < API_GATEWAY_TIMEOUT_SECONDS, "timeoutSeconds",
+               f"must be 3..{API_GATEWAY_TIMEOUT_SECONDS - 1}, below API Gateway's {API_GATEWAY_TIMEOUT_SECONDS} s "
+               f"integration timeout (a longer run is answered 504 and keeps billing), got {self.timeout_seconds}")
         _check(self.architecture in ARCHITECTURES, "architecture",
                f"must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
         _check(self.num_threads is None or 1 <= self.num_threads <= 16, "numThreads",
@@ -90,6 +109,14 @@ class InfraConfig:
         _check(self.log_level in LOG_LEVELS, "logLevel", f"must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         _check(self.removal_policy in REMOVAL_POLICIES, "removalPolicy",
                f"must be one of {', '.join(REMOVAL_POLICIES)}, got {self.removal_policy!r}")
+        _check(self.compliance in COMPLIANCE_PROFILES, "compliance",
+               f"must be one of {', '.join(COMPLIANCE_PROFILES)}, got {self.compliance!r}")
+        if self.compliance == "hipaa":
+            _check(self.reserved_concurrency is not None, "reservedConcurrency",
+                   "must be set with compliance=hipaa (a function-level concurrency limit is one of its controls)")
+            _check(self.waf is not False, "waf", "cannot be false with compliance=hipaa (the profile includes the WAF)")
+        _check(10 <= self.waf_rate_limit <= 2_000_000_000, "wafRateLimit",
+               f"must be 10..2000000000 (requests per IP per 5 minutes), got {self.waf_rate_limit}")
         _check(1 <= self.keep_images <= 1000, "keepImages", f"must be 1..1000, got {self.keep_images}")
         _check(bool(self.service_name), "serviceName", "must not be empty")
         _check(bool(self.metrics_namespace), "metricsNamespace", "must not be empty")
@@ -102,12 +129,24 @@ class InfraConfig:
         return max(1, math.floor(self.memory_mb / MB_PER_VCPU))
 
     @property
+    def hipaa(self) -> bool:
+        return self.compliance == "hipaa"
+
+    @property
+    def waf_enabled(self) -> bool:
+        return self.waf if self.waf is not None else self.hipaa
+
+    @property
     def destroy_on_delete(self) -> bool:
         return self.removal_policy == "destroy"
 
     @classmethod
     def from_context(cls, get: Callable[[str], Any]) -> "InfraConfig":
-        """Build from a context lookup such as ``app.node.try_get_context``; absent keys keep their defaults."""
+        """Build from a context lookup such as ``app.node.try_get_context``; absent keys keep their defaults.
+
+        A JSON null cannot be told from an absent key (jsii drops nulls on the way), so it keeps the default
+        too: to turn a default off (``reservedConcurrency``), give the string ``"null"`` (``-c reservedConcurrency=null``).
+        """
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             key = context_key(f.name)
@@ -162,6 +201,12 @@ def _as_bool(key: str, raw: Any) -> bool:
     raise ConfigError(f"cdk.json context {key!r} must be true or false, got {raw!r}")
 
 
+def _as_optional_bool(key: str, raw: Any) -> bool | None:
+    if isinstance(raw, str) and raw.strip().lower() in ("", "null", "none"):
+        return None
+    return _as_bool(key, raw)
+
+
 def _as_str(key: str, raw: Any) -> str:
     if not isinstance(raw, str):
         raise ConfigError(f"cdk.json context {key!r} must be a string, got {raw!r}")
@@ -213,6 +258,9 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "log_retention_days": _as_int,
     "log_level": _as_upper_str,
     "removal_policy": lambda key, raw: _as_str(key, raw).strip().lower(),
+    "compliance": lambda key, raw: _as_str(key, raw).strip().lower(),
+    "waf": _as_optional_bool,
+    "waf_rate_limit": _as_int,
     "keep_images": _as_int,
     "service_name": _as_str,
     "metrics_namespace": _as_str,

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct, IDependable
 
 from infra.build_context import BuildContext
 from infra.config import LOG_RETENTION_DAYS, InfraConfig
-from infra.nag import acknowledge
+from infra.nag import HIPAA, acknowledge
 
 _ARCHITECTURES = {"x86_64": lambda_.Architecture.X86_64, "arm64": lambda_.Architecture.ARM_64}
 # jsii enums carry names, not day counts.
@@ -26,14 +30,33 @@ RETENTION = {
 assert tuple(RETENTION) == LOG_RETENTION_DAYS, "infra.config.LOG_RETENTION_DAYS and RETENTION disagree"
 
 
-def log_group(scope: Construct, construct_id: str, *, config: InfraConfig) -> logs.LogGroup:
-    """A log group with the configured retention, deleted with the stack when the removal policy is destroy."""
+def log_group(
+    scope: Construct,
+    construct_id: str,
+    *,
+    config: InfraConfig,
+    encryption_key: kms.IKey | None = None,
+    log_group_name: str | None = None,
+) -> logs.LogGroup:
+    """A log group with the configured retention, deleted with the stack when the removal policy is destroy;
+    encrypted with ``encryption_key`` when given (compliance=hipaa), else with CloudWatch's own key."""
     return logs.LogGroup(
         scope,
         construct_id,
+        log_group_name=log_group_name,
         retention=RETENTION[config.log_retention_days],
+        encryption_key=encryption_key,
         removal_policy=RemovalPolicy.DESTROY if config.destroy_on_delete else RemovalPolicy.RETAIN,
     )
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the function runs when it runs in a VPC (compliance=hipaa)."""
+
+    vpc: ec2.IVpc
+    subnets: ec2.SubnetSelection
+    security_group: ec2.ISecurityGroup
 
 
 class ClassifierFunction(Construct):
@@ -49,6 +72,8 @@ class ClassifierFunction(Construct):
         repository: ecr.IRepository,
         image_tag: str,
         image_ready: IDependable,
+        encryption_key: kms.IKey | None = None,
+        placement: Placement | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         environment = {
@@ -62,7 +87,7 @@ class ClassifierFunction(Construct):
             # Proxy integrations return the function's headers untouched, so the handler adds CORS headers.
             environment["CLASSIFIER_CORS_ORIGINS"] = ",".join(config.cors_origins)
 
-        self.log_group = log_group(self, "Logs", config=config)
+        self.log_group = log_group(self, "Logs", config=config, encryption_key=encryption_key)
         # Its own role instead of AWSLambdaBasicExecutionRole: write to this one log group, nothing else.
         self.role = iam.Role(
             self,
@@ -71,6 +96,22 @@ class ClassifierFunction(Construct):
             description="BUSI classifier function: its log group and X-Ray only",
         )
         self.log_group.grant_write(self.role)
+        if placement is not None:
+            # What AWSLambdaVPCAccessExecutionRole grants, stated here: Lambda manages the function's network
+            # interfaces in the VPC with the execution role. EC2 has no resource-level permissions for these.
+            self.role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=[
+                        "ec2:CreateNetworkInterface",
+                        "ec2:DescribeNetworkInterfaces",
+                        "ec2:DescribeSubnets",
+                        "ec2:DeleteNetworkInterface",
+                        "ec2:AssignPrivateIpAddresses",
+                        "ec2:UnassignPrivateIpAddresses",
+                    ],
+                    resources=["*"],
+                )
+            )
         self.function = lambda_.DockerImageFunction(
             self,
             "Function",
@@ -84,6 +125,9 @@ class ClassifierFunction(Construct):
             role=self.role,
             environment=environment,
             reserved_concurrent_executions=config.reserved_concurrency,
+            vpc=placement.vpc if placement else None,
+            vpc_subnets=placement.subnets if placement else None,
+            security_groups=[placement.security_group] if placement else None,
         )
         # The function may only be created or updated once the tag it names exists in the repository.
         self.function.node.add_dependency(image_ready)
@@ -91,5 +135,20 @@ class ClassifierFunction(Construct):
             self.role,
             "IAM5[Resource::*]",
             "Active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, which X-Ray only "
-            "grants on Resource '*' (no resource-level permissions exist for them).",
+            "grants on Resource '*' (no resource-level permissions exist for them)"
+            + (
+                "; in the VPC (compliance=hipaa), Lambda's ec2 network-interface actions, which have none either."
+                if placement is not None
+                else "."
+            ),
         )
+        if config.hipaa:
+            acknowledge(
+                self.function,
+                "LambdaDLQ",
+                "API Gateway invokes the function synchronously (RequestResponse): a failure goes straight back "
+                "to the caller as an error with its request id, and Lambda never queues or retries the event, so "
+                "a dead-letter queue (which only catches asynchronous invocations) would stay empty. It would also "
+                "be one more store of patient images.",
+                pack=HIPAA,
+            )

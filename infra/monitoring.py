@@ -1,4 +1,4 @@
-"""Alarms on the function and the API, optionally e-mailed through an SNS topic."""
+"""Alarms on the function and the API, all acting on one SNS topic (e-mail subscription optional)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -19,7 +20,11 @@ DURATION_ALARM_FRACTION = 0.8
 
 
 class Monitoring(Construct):
-    """Function errors, throttles, p99 duration near the timeout, API 5XX; e-mail when alarm_email is set."""
+    """Function errors, throttles, p99 duration near the timeout, API 5XX.
+
+    Every alarm notifies the stack's topic (alarm and OK), so an alarm always has an action: subscribe to it
+    (e-mail with ``alarm_email``, or chat/paging tools by the topic ARN output) instead of finding it by chance.
+    """
 
     def __init__(
         self,
@@ -29,11 +34,17 @@ class Monitoring(Construct):
         config: InfraConfig,
         function: lambda_.IFunction,
         api: apigw.RestApi,
+        encryption_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.topic: sns.Topic | None = None
+        self.topic = sns.Topic(
+            self,
+            "AlarmTopic",
+            display_name=f"{config.stack_name} alarms",
+            enforce_ssl=True,
+            master_key=encryption_key,
+        )
         if config.alarm_email:
-            self.topic = sns.Topic(self, "AlarmTopic", display_name=f"{config.stack_name} alarms", enforce_ssl=True)
             self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
 
         timeout_ms = config.timeout_seconds * 1000
@@ -77,7 +88,6 @@ class Monitoring(Construct):
                 # No traffic is not a failure.
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             )
-            if self.topic is not None:
-                alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
-                alarm.add_ok_action(cw_actions.SnsAction(self.topic))
+            alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
+            alarm.add_ok_action(cw_actions.SnsAction(self.topic))
             self.alarms[name] = alarm

@@ -8,9 +8,11 @@ from constructs import Construct
 from infra.api import ClassifierApi
 from infra.build_context import BuildContext
 from infra.config import InfraConfig
-from infra.function import ClassifierFunction
+from infra.function import ClassifierFunction, Placement, log_group
 from infra.image_repository import ImageRepository
 from infra.monitoring import Monitoring
+from infra.security import EncryptionKey, IsolatedNetwork, managed_instead_of_inline
+from infra.waf import WebAcl
 
 
 class ClassifierStack(Stack):
@@ -30,7 +32,27 @@ class ClassifierStack(Stack):
         for key, value in {**config.tags, "model-version": build_context.model_version}.items():
             Tags.of(self).add(key, value[:256])
 
-        self.images = ImageRepository(self, "Image", config=config, build_context=build_context)
+        # compliance=hipaa only: one customer-managed key and an isolated network (the default stays free at rest).
+        self.encryption: EncryptionKey | None = None
+        self.network: IsolatedNetwork | None = None
+        key = None
+        placement = None
+        if config.hipaa:
+            self.encryption = EncryptionKey(self, "Encryption", config=config)
+            key = self.encryption.key
+            self.network = IsolatedNetwork(
+                self,
+                "Network",
+                config=config,
+                flow_log_group=log_group(self, "FlowLogs", config=config, encryption_key=key),
+            )
+            placement = Placement(
+                vpc=self.network.vpc,
+                subnets=self.network.subnets,
+                security_group=self.network.function_security_group,
+            )
+
+        self.images = ImageRepository(self, "Image", config=config, build_context=build_context, encryption_key=key)
         self.classifier = ClassifierFunction(
             self,
             "Classifier",
@@ -39,6 +61,8 @@ class ClassifierStack(Stack):
             repository=self.images.repository,
             image_tag=self.images.image_tag,
             image_ready=self.images.image_copy,
+            encryption_key=key,
+            placement=placement,
         )
         self.rest_api = ClassifierApi(
             self,
@@ -46,10 +70,29 @@ class ClassifierStack(Stack):
             config=config,
             function=self.classifier.function,
             disclaimer=build_context.disclaimer,
+            encryption_key=key,
         )
+        self.web_acl: WebAcl | None = None
+        if config.waf_enabled:
+            self.web_acl = WebAcl(
+                self,
+                "Firewall",
+                config=config,
+                stage=self.rest_api.api.deployment_stage,
+                disclaimer=build_context.disclaimer,
+                encryption_key=key,
+            )
         self.monitoring = Monitoring(
-            self, "Monitoring", config=config, function=self.classifier.function, api=self.rest_api.api
+            self,
+            "Monitoring",
+            config=config,
+            function=self.classifier.function,
+            api=self.rest_api.api,
+            encryption_key=key,
         )
+        if config.hipaa:
+            # Last, once every grant is made: the roles' inline policies become customer-managed ones.
+            managed_instead_of_inline(self)
 
         api = self.rest_api.api
         CfnOutput(self, "ApiUrl", value=api.url, description="Base URL of the API stage")
@@ -67,5 +110,9 @@ class ClassifierStack(Stack):
                 value=self.rest_api.api_key.key_id,
                 description="aws apigateway get-api-key --include-value --api-key <id> --query value --output text",
             )
-        if self.monitoring.topic is not None:
-            CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn, description="SNS topic of the alarms")
+        CfnOutput(
+            self,
+            "AlarmTopicArn",
+            value=self.monitoring.topic.topic_arn,
+            description="SNS topic every alarm notifies: subscribe to it (alarmEmail does that for one address)",
+        )

@@ -29,11 +29,18 @@ VARIANT = {
     "architecture": "arm64",
     "corsOrigins": ["https://research.example.org"],
     "alarmEmail": "alerts@example.org",
-    "reservedConcurrency": 5,
+    "reservedConcurrency": "null",  # opted out of the default cap (as `-c reservedConcurrency=null`)
+    "waf": True,  # the web ACL without the rest of the HIPAA profile (no KMS key: WAF logs unencrypted by a CMK)
+    "wafRateLimit": 1200,
+    "timeoutSeconds": 28,
     "removalPolicy": "retain",
     "memoryMb": 3584,
     "logRetentionDays": 90,
 }
+
+
+#: The HIPAA Security profile (cdk-nag's HIPAA pack runs too), otherwise the defaults.
+HIPAA = {"compliance": "hipaa"}
 
 
 @dataclass(frozen=True)
@@ -103,3 +110,8 @@ def default_stack(tmp_path_factory, lambda_src_copy) -> Synthesized:
 @pytest.fixture(scope="session")
 def variant_stack(tmp_path_factory, lambda_src_copy) -> Synthesized:
     return synthesize(tmp_path_factory.mktemp("cdk_variant"), {"lambdaSrc": str(lambda_src_copy), **VARIANT})
+
+
+@pytest.fixture(scope="session")
+def hipaa_stack(tmp_path_factory, lambda_src_copy) -> Synthesized:
+    return synthesize(tmp_path_factory.mktemp("cdk_hipaa"), {"lambdaSrc": str(lambda_src_copy), **HIPAA})

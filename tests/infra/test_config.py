@@ -23,12 +23,17 @@ def test_cdk_json_lists_every_setting_with_its_default():
 def test_defaults_are_the_documented_ones():
     config = InfraConfig()
     assert config.memory_mb == 2048
-    assert config.timeout_seconds == 30
+    assert config.timeout_seconds == 10  # below API Gateway's 29 s integration timeout
     assert config.architecture == "x86_64"
     assert config.api_key is True
     assert config.removal_policy == "destroy"
-    assert config.reserved_concurrency is None
+    assert config.reserved_concurrency == 10
     assert config.alarm_email is None
+    # The cheap profile: no KMS key, VPC or WAF unless asked for.
+    assert config.compliance == "none" and not config.hipaa
+    assert config.waf is None and not config.waf_enabled
+    assert InfraConfig(compliance="hipaa").waf_enabled
+    assert InfraConfig(waf=True).waf_enabled and not InfraConfig(waf=True).hipaa
     # 2048 MB buys ~1.16 vCPU: one LiteRT thread; 3538 MB and up buys two.
     assert config.threads == 1
     assert InfraConfig(memory_mb=3538).threads == 2
@@ -46,6 +51,9 @@ def test_command_line_strings_are_parsed():
         "alarmEmail": "ops@example.org",
         "throttleRateLimit": "2.5",
         "logLevel": "debug",
+        "compliance": "HIPAA",
+        "waf": "true",
+        "wafRateLimit": "300",
     }
     config = InfraConfig.from_context(raw.get)
     assert config.memory_mb == 3008
@@ -56,6 +64,8 @@ def test_command_line_strings_are_parsed():
     assert config.alarm_email == "ops@example.org"
     assert config.throttle_rate_limit == 2.5
     assert config.log_level == "DEBUG"
+    assert config.compliance == "hipaa" and config.waf is True and config.waf_rate_limit == 300
+    assert InfraConfig.from_context({"waf": "null"}.get).waf is None
 
 
 @pytest.mark.parametrize(
@@ -72,6 +82,11 @@ def test_command_line_strings_are_parsed():
         ("alarmEmail", "not-an-address", "'alarmEmail' must be an e-mail address"),
         ("maxBodyBytes", 10_000_000, "'maxBodyBytes' must be 1024.."),
         ("reservedConcurrency", 0, "'reservedConcurrency' must be >= 1"),
+        ("timeoutSeconds", 29, "'timeoutSeconds' must be 3..28, below API Gateway's 29 s"),
+        ("timeoutSeconds", 30, "'timeoutSeconds' must be 3..28"),
+        ("compliance", "pci", "'compliance' must be one of none, hipaa"),
+        ("waf", "sometimes", "'waf' must be true or false"),
+        ("wafRateLimit", 5, "'wafRateLimit' must be 10.."),
         ("stackName", "1bad name", "'stackName' must start with a letter"),
         ("tags", ["not", "a", "map"], "'tags' must be an object"),
     ],
@@ -79,4 +94,17 @@ def test_command_line_strings_are_parsed():
 def test_bad_values_name_the_key_and_the_rule(key, value, fragment):
     with pytest.raises(ConfigError) as err:
         InfraConfig.from_context({key: value}.get)
+    assert fragment in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("context", "fragment"),
+    [
+        ({"compliance": "hipaa", "reservedConcurrency": "null"}, "'reservedConcurrency' must be set with compliance=hipaa"),
+        ({"compliance": "hipaa", "waf": "false"}, "'waf' cannot be false with compliance=hipaa"),
+    ],
+)
+def test_the_hipaa_profile_refuses_to_drop_its_controls(context, fragment):
+    with pytest.raises(ConfigError) as err:
+        InfraConfig.from_context(context.get)
     assert fragment in str(err.value)

@@ -121,7 +121,8 @@ def test_function_is_an_image_with_memory_timeout_tracing_and_settings(default: 
         {
             "PackageType": "Image",
             "MemorySize": 2048,
-            "Timeout": 30,
+            "Timeout": 10,  # under API Gateway's 29 s: no 504 while the function keeps billing
+            "ReservedConcurrentExecutions": 10,
             "Architectures": ["x86_64"],
             "TracingConfig": {"Mode": "Active"},
             "LoggingConfig": {"LogGroup": Match.any_value()},
@@ -138,7 +139,7 @@ def test_function_is_an_image_with_memory_timeout_tracing_and_settings(default: 
     )
     function = default.find_resources("AWS::Lambda::Function", {"Properties": {"PackageType": "Image"}})
     (props,) = [f["Properties"] for f in function.values()]
-    assert "ReservedConcurrentExecutions" not in props
+    assert "VpcConfig" not in props  # the VPC is the HIPAA profile's
     default.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 30})
 
 
@@ -157,14 +158,17 @@ def test_function_role_is_scoped_to_its_log_group(default_stack: Synthesized):
     assert logs and all(s["Resource"] != "*" for s in logs)
 
 
-def test_variant_function_arm64_reserved_concurrency_threads_and_cors(variant: Template):
+def test_variant_function_arm64_no_concurrency_cap_threads_and_cors(variant: Template):
+    function = variant.find_resources("AWS::Lambda::Function", {"Properties": {"PackageType": "Image"}})
+    (props,) = [f["Properties"] for f in function.values()]
+    assert "ReservedConcurrentExecutions" not in props  # reservedConcurrency=null opts out of the cap
     variant.has_resource_properties(
         "AWS::Lambda::Function",
         {
             "PackageType": "Image",
             "Architectures": ["arm64"],
             "MemorySize": 3584,
-            "ReservedConcurrentExecutions": 5,
+            "Timeout": 28,
             "Environment": {
                 "Variables": Match.object_like(
                     {"CLASSIFIER_NUM_THREADS": "2", "CLASSIFIER_CORS_ORIGINS": "https://research.example.org"}
@@ -267,8 +271,10 @@ def test_cors_preflight_only_when_origins_are_configured(default_stack: Synthesi
 
 def _render(template: str) -> str:
     # What API Gateway substitutes (messageString arrives already quoted).
-    return template.replace("$context.error.messageString", '"Forbidden"').replace(
-        "$context.error.responseType", "ACCESS_DENIED"
+    return (
+        template.replace("$context.error.messageString", '"Forbidden"')
+        .replace("$context.error.responseType", "ACCESS_DENIED")
+        .replace("$context.requestId", "c0ffee00-1234-5678-9abc-def012345678")
     )
 
 
@@ -280,9 +286,14 @@ def test_gateway_errors_are_json_with_the_disclaimer(default_stack: Synthesized)
     assert {"DEFAULT_4XX", "DEFAULT_5XX", "MISSING_AUTHENTICATION_TOKEN", "INVALID_API_KEY"} <= set(responses)
     assert responses["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == "404"
     for response_type, props in responses.items():
-        body = json.loads(_render(props["ResponseTemplates"]["application/json"]))
+        template = props["ResponseTemplates"]["application/json"]
+        assert '"request_id": "$context.requestId"' in template, response_type
+        body = json.loads(_render(template))
         assert body["disclaimer"].startswith("Research use only"), response_type
         assert body["error"]["code"] and body["error"]["message"], response_type
+        # The handler's shape exactly: code, message and API Gateway's request id (quotable to support).
+        assert set(body["error"]) == {"code", "message", "request_id"}, response_type
+        assert body["error"]["request_id"] == "c0ffee00-1234-5678-9abc-def012345678", response_type
 
 
 # --- alarms and outputs ----------------------------------------------------------------------------------
@@ -300,13 +311,17 @@ def test_alarms_on_errors_throttles_p99_duration_and_5xx(default_stack: Synthesi
     assert alarms["BusiClassifier-FunctionThrottles"]["MetricName"] == "Throttles"
     duration = alarms["BusiClassifier-FunctionDurationP99"]
     assert (duration["MetricName"], duration["ExtendedStatistic"]) == ("Duration", "p99")
-    assert duration["Threshold"] == 24_000  # 80 % of the 30 s timeout, in ms
+    assert duration["Threshold"] == 8_000  # 80 % of the 10 s timeout, in ms
     api = alarms["BusiClassifier-Api5xx"]
     assert (api["Namespace"], api["MetricName"]) == ("AWS/ApiGateway", "5XXError")
+    # Every alarm has an action even with no e-mail configured: the stack's topic.
+    (topic_id,) = default_stack.resources("AWS::SNS::Topic").keys()
     for props in alarms.values():
         assert props["TreatMissingData"] == "notBreaching"
-        assert "AlarmActions" not in props  # no e-mail configured
-    assert not default_stack.resources("AWS::SNS::Topic")
+        assert props["AlarmActions"] == [{"Ref": topic_id}]
+        assert props["OKActions"] == [{"Ref": topic_id}]
+    assert not default_stack.resources("AWS::SNS::Subscription")
+    assert default_stack.template["Outputs"]["AlarmTopicArn"]["Value"] == {"Ref": topic_id}
 
 
 def test_alarm_email_subscribes_to_an_ssl_only_topic(variant: Template, variant_stack: Synthesized):
@@ -332,3 +347,24 @@ def test_outputs_give_urls_repository_function_and_key(default_stack: Synthesize
     assert "ClassifierFunction" in outputs["FunctionName"]["Value"]["Ref"]
     # No unnamed duplicate of the API URL.
     assert not [name for name in outputs if name.startswith("HttpApiEndpoint")]
+
+
+def test_default_profile_has_no_kms_key_vpc_or_waf(default_stack: Synthesized):
+    # The cheap default: nothing that costs money at rest beyond what it had before the HIPAA profile.
+    types = {r["Type"] for r in default_stack.template["Resources"].values()}
+    for cfn_type in (
+        "AWS::KMS::Key",
+        "AWS::EC2::VPC",
+        "AWS::EC2::VPCEndpoint",
+        "AWS::EC2::FlowLog",
+        "AWS::WAFv2::WebACL",
+        "AWS::WAFv2::WebACLAssociation",
+        "AWS::IAM::ManagedPolicy",
+    ):
+        assert cfn_type not in types, cfn_type
+    assert default_stack.only("AWS::ECR::Repository")["Properties"]["EncryptionConfiguration"] == {
+        "EncryptionType": "AES256"
+    }
+    for name, group in default_stack.resources("AWS::Logs::LogGroup").items():
+        assert "KmsKeyId" not in group["Properties"], name
+    assert "KmsMasterKeyId" not in default_stack.only("AWS::SNS::Topic")["Properties"]
