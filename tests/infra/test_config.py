@@ -51,7 +51,6 @@ def test_command_line_strings_are_parsed():
         "alarmEmail": "ops@example.org",
         "throttleRateLimit": "2.5",
         "logLevel": "debug",
-        "compliance": "HIPAA",
         "waf": "true",
         "wafRateLimit": "300",
     }
@@ -64,7 +63,8 @@ def test_command_line_strings_are_parsed():
     assert config.alarm_email == "ops@example.org"
     assert config.throttle_rate_limit == 2.5
     assert config.log_level == "DEBUG"
-    assert config.compliance == "hipaa" and config.waf is True and config.waf_rate_limit == 300
+    assert config.waf is True and config.waf_rate_limit == 300 and config.compliance == "none"
+    assert InfraConfig.from_context({"compliance": " HIPAA "}.get).compliance == "hipaa"
     assert InfraConfig.from_context({"waf": "null"}.get).waf is None
 
 

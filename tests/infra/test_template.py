@@ -59,7 +59,7 @@ def test_retain_keeps_repository_images_and_logs(variant: Template, variant_stac
         {"Properties": Match.object_like({"EmptyOnDelete": False}), "DeletionPolicy": "Retain"},
     )
     groups = variant_stack.resources("AWS::Logs::LogGroup")
-    assert len(groups) == 3  # function, API access logs, the image-copy function
+    assert len(groups) == 4  # function, API access logs, the image-copy function, WAF (waf=true)
     for name, group in groups.items():
         assert group["DeletionPolicy"] == "Retain", name
         assert group["Properties"]["RetentionInDays"] == 90, name
