@@ -14,6 +14,7 @@ import argparse
 import base64
 import dataclasses
 import json
+import re
 import sys
 import threading
 import time
@@ -32,6 +33,18 @@ Handler = Callable[[Mapping[str, Any], Any], dict]
 STAGE = "local"
 #: Seconds a connection may sit idle mid-request before it is dropped (slow clients cannot pin threads).
 SOCKET_TIMEOUT_S = 30
+#: RFC 9112 framing, strictly: Content-Length is digits only (no sign, no '1_0' as int() allows);
+#: a chunk size is hex digits (no sign), optionally followed by chunk extensions.
+_CONTENT_LENGTH = re.compile(rb"[0-9]{1,15}")
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,8})[ \t]*(;[^\r\n]*)?\r?\n")
+#: A method is an RFC 9110 token; any such method reaches the handler (405 on a known path).
+_METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}")
+#: Trailer lines after the last chunk, at most (each at most 1 KiB).
+_MAX_TRAILERS = 32
+
+# Why http.server and not a library (h11, an ASGI server): the standard library keeps the serving venv
+# at exactly lambda_src/requirements.txt (what the Lambda image has), and the only framing we accept is
+# small enough to check strictly here: Content-Length or chunked, nothing else (tests/robustness).
 
 
 class LocalApiServer(ThreadingHTTPServer):
@@ -58,6 +71,19 @@ class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = SOCKET_TIMEOUT_S
     server_version = "busi-classifier-local"
+    # Responses go out in one write with Nagle off: two small writes (headers, then body) can wait
+    # for the client's delayed ACK.
+    disable_nagle_algorithm = True
+
+    def __getattr__(self, name: str):
+        # http.server looks up do_<METHOD> and answers 501 when there is none. Every well-formed
+        # method goes to the handler instead, which answers 405 (with Allow) or 404, as API Gateway would.
+        if name.startswith("do_"):
+            return self._serve if _METHOD.fullmatch(name[3:]) else self._bad_method
+        raise AttributeError(name)
+
+    def _bad_method(self) -> None:
+        self.send_error(400, "the request method is not an HTTP token")
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's own refusals (bad request line, oversized headers) in the API's JSON error shape."""
@@ -125,17 +151,22 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         limit = self.server.max_body_bytes
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        codings = self.headers.get_all("Transfer-Encoding") or []
+        lengths = self.headers.get_all("Content-Length") or []
+        if codings:
+            if lengths:  # both: a request-smuggling shape (RFC 9112 6.1); refuse rather than pick one
+                raise _EarlyResponse(400, "bad_request", "Transfer-Encoding and Content-Length together")
+            coding = ",".join(codings).strip().lower()
+            if coding != "chunked":
+                raise _EarlyResponse(400, "bad_request", f"Transfer-Encoding {coding[:40]!r} is not supported; "
+                                                         "send Content-Length or Transfer-Encoding: chunked")
             return self._read_chunked(limit)
-        raw_length = self.headers.get("Content-Length")
-        if raw_length is None:
+        if not lengths:
             return b""
-        try:
-            length = int(raw_length)
-            if length < 0:
-                raise ValueError
-        except ValueError:
-            raise _EarlyResponse(400, "bad_request", f"Content-Length {raw_length[:40]!r} is not a byte count") from None
+        raw_length = lengths[0].strip()
+        if len(set(v.strip() for v in lengths)) > 1 or not _CONTENT_LENGTH.fullmatch(raw_length.encode("latin-1", "replace")):
+            raise _EarlyResponse(400, "bad_request", f"Content-Length {raw_length[:40]!r} is not a byte count")
+        length = int(raw_length)
         if length > limit:
             raise _too_large(limit)
         return self._read_exact(length)
@@ -147,22 +178,27 @@ class _RequestHandler(BaseHTTPRequestHandler):
         return data
 
     def _read_chunked(self, limit: int) -> bytes:
-        parts, total = [], 0
+        """At most ``limit`` bytes are ever buffered: each chunk's size is checked before it is read."""
+        body, total = bytearray(), 0
         while True:
-            line = self.rfile.readline(1024)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise _EarlyResponse(400, "bad_request", "malformed chunked transfer encoding") from None
+            match = _CHUNK_SIZE.fullmatch(self.rfile.readline(1024))
+            if match is None:
+                raise _EarlyResponse(400, "bad_request", "malformed chunked transfer encoding (chunk size)")
+            size = int(match.group(1), 16)
             if size == 0:
-                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                return b"".join(parts)
+                for _ in range(_MAX_TRAILERS + 1):
+                    line = self.rfile.readline(1024)
+                    if line in (b"\r\n", b"\n"):
+                        return bytes(body)
+                    if not line:
+                        raise ValueError("connection closed in the trailers")
+                raise _EarlyResponse(400, "bad_request", f"more than {_MAX_TRAILERS} trailer lines")
             total += size
             if total > limit:
                 raise _too_large(limit)
-            parts.append(self._read_exact(size))
-            self.rfile.readline(1024)  # the CRLF after each chunk
+            body += self._read_exact(size)
+            if self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                raise _EarlyResponse(400, "bad_request", "malformed chunked transfer encoding (no CRLF after a chunk)")
 
     def _event(self, body: bytes, request_id: str) -> dict:
         """The API Gateway REST proxy (v1) event for this request."""
@@ -179,9 +215,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         if self.close_connection:
             self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
+        # end_headers() would flush the headers in a write of their own; one write for both instead.
+        head = b""
+        if self.request_version != "HTTP/0.9":  # HTTP/0.9 has no status line or headers
+            self._headers_buffer.append(b"\r\n")
+            head = b"".join(self._headers_buffer)
+            self._headers_buffer = []
+        self.wfile.write(head if self.command == "HEAD" else head + payload)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's signature)
         if not self.server.quiet:

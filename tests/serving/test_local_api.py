@@ -60,8 +60,8 @@ def curl(*args: str, timeout: float = 30) -> tuple[int, dict, str]:
     return int(code), body, raw
 
 
-def direct(service, data: bytes) -> dict:
-    return json.loads(service(predict_raw(data), LocalContext())["body"])
+def direct(service, data: bytes, content_type: str = "image/png") -> dict:
+    return json.loads(service(predict_raw(data, content_type), LocalContext())["body"])
 
 
 def test_curl_raw_png_matches_the_handler(server, service, png_file):
@@ -91,7 +91,7 @@ def test_curl_raw_jpeg_and_chunked_upload(server, service, tmp_path):
     status, body, _ = curl("-X", "POST", f"{server.url}/predict", "-H", "Content-Type: image/jpeg",
                            "-H", "Transfer-Encoding: chunked", "--data-binary", f"@{jpg}")
     assert status == 200
-    assert body == direct(service, jpg.read_bytes())
+    assert body == direct(service, jpg.read_bytes(), "image/jpeg")
 
 
 @pytest.mark.parametrize("args, status, code", [
@@ -182,7 +182,18 @@ def _raw_exchange(server, payload: bytes, *, read: bool = True) -> bytes:
     (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 99999999999\r\n\r\n", b"HTTP/1.1 413 "),
     (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", b"HTTP/1.1 400 "),
     (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\nshort", b""),
-    (b"BREW /predict HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.1 501 "),
+    (b"BREW /predict HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.1 405 "),  # any method: 405 on a known path
+    (b"TRACE /health HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.1 405 "),
+    (b"TRACE /nope HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.1 404 "),
+    # strict framing: digits-only Content-Length, hex-only chunk sizes, only the chunked coding
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1_0\r\n\r\n0123456789", b"HTTP/1.1 400 "),
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: +10\r\n\r\n0123456789", b"HTTP/1.1 400 "),
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 10\r\nContent-Length: 11\r\n\r\n0123456789", b"HTTP/1.1 400 "),
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\nabc\r\n0\r\n\r\n", b"HTTP/1.1 400 "),
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n0x3\r\nabc\r\n0\r\n\r\n", b"HTTP/1.1 400 "),
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", b"HTTP/1.1 400 "),
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n", b"HTTP/1.1 400 "),
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX0\r\n\r\n", b"HTTP/1.1 400 "),
     (b"GET /health HTTP/1.1\r\n" + b"H: v\r\n" * 200 + b"\r\n", b"HTTP/1.1 431 "),
 ])
 def test_hostile_bytes_never_kill_the_server(server, payload, expect):

@@ -1,0 +1,236 @@
+"""The hostile-image corpus of issue 10, generated in memory: small files that cost a decoder time or
+memory out of proportion to their size, damaged files that a lenient decoder would still label, and
+high-bit-depth data. Each case names the status and error code the API must answer.
+
+Used by tests/robustness/test_hostile_images.py (status, generous time and memory bounds) and by
+``python -m bench --only hostile`` (wall time and peak RSS of each case against the request budget).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import struct
+import zlib
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
+
+from classifier.decoding import MAX_JPEG_SCANS, MAX_SEGMENTS, MAX_WIDE_PIXELS
+from classifier.preprocessing import MAX_IMAGE_PIXELS
+
+#: Sides just under the pixel limits (square frames).
+SIDE_40MP = int(MAX_IMAGE_PIXELS**0.5) - 4  # 6320 for 40 MP
+SIDE_WIDE = int(MAX_WIDE_PIXELS**0.5) - 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    name: str
+    build: Callable[[], bytes]
+    content_type: str
+    status: int
+    code: str | None  # None for a prediction (200)
+    heavy: bool = False  # a near-limit decode: the slow end of the budget
+
+
+def _encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+def _checker(side: int, cell: int = 64) -> np.ndarray:
+    yy, xx = np.mgrid[0:side, 0:side]
+    return (((xx // cell + yy // cell) % 2) * 160 + 40).astype(np.uint8)
+
+
+def _texture(width: int, height: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.gamma(2.0, 40.0, size=(height, width)), 0, 255).astype(np.uint8)
+
+
+# -- JPEG ---------------------------------------------------------------------------------------------
+
+
+def jpeg_segments(data: bytes) -> list[tuple[int, int, int]]:
+    """(marker, start, end) of each segment; a scan's end includes its entropy-coded data."""
+    i, out = 2, []
+    while i < len(data):
+        marker = data[i + 1]
+        if marker == 0xD9:
+            out.append((marker, i, i + 2))
+            break
+        length = struct.unpack(">H", data[i + 2 : i + 4])[0]
+        j = i + 2 + length
+        if marker == 0xDA:
+            while True:
+                j = data.find(b"\xff", j)
+                if data[j + 1] == 0 or 0xD0 <= data[j + 1] <= 0xD7:
+                    j += 2
+                    continue
+                break
+        out.append((marker, i, j))
+        i = j
+    return out
+
+
+def progressive_jpeg(side: int, *, mode: str = "L") -> bytes:
+    return _encode(Image.fromarray(_checker(side)).convert(mode), "JPEG", quality=90, progressive=True)
+
+
+def scan_bomb(side: int, repeats: int) -> bytes:
+    """A progressive JPEG whose last scan is repeated ``repeats`` more times (the issue's 67-second file)."""
+    data = progressive_jpeg(side)
+    last = [s for s in jpeg_segments(data) if s[0] == 0xDA][-1]
+    return data[: last[2]] + data[last[1] : last[2]] * repeats + data[last[2] :]
+
+
+def jpeg_cut_with_eoi(fraction: float = 0.3) -> bytes:
+    """A real-looking JPEG cut at ``fraction`` with an EOI appended: libjpeg warns and fills in grey."""
+    data = _encode(Image.fromarray(_texture(400, 300)).convert("RGB"), "JPEG", quality=90)
+    return data[: int(len(data) * fraction)] + b"\xff\xd9"
+
+
+def jpeg_empty_scan() -> bytes:
+    """A baseline JPEG whose scan has no entropy-coded data at all: SOS, then EOI."""
+    data = _encode(Image.fromarray(_texture(200, 160)), "JPEG", quality=90)
+    sos = [s for s in jpeg_segments(data) if s[0] == 0xDA][0]
+    header_end = sos[1] + 2 + struct.unpack(">H", data[sos[1] + 2 : sos[1] + 4])[0]
+    return data[:header_end] + b"\xff\xd9"
+
+
+def jpeg_many_segments(n: int = MAX_SEGMENTS + 10) -> bytes:
+    """Tens of thousands of empty COM segments before the frame: each is parsed in Python."""
+    data = _encode(Image.fromarray(_texture(64, 64)), "JPEG", quality=90)
+    return data[:2] + b"\xff\xfe\x00\x02" * n + data[2:]
+
+
+# -- PNG ----------------------------------------------------------------------------------------------
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+#: colour type -> samples per pixel
+_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def png_bytes(width: int, height: int, colour_type: int, bit_depth: int, rows: Callable[[int], bytes],
+              *, extra_chunks: bytes = b"", idat_size: int = 1 << 20) -> bytes:
+    """A PNG from raw (unfiltered) rows, written chunk by chunk (Pillow cannot write 16-bit colour)."""
+    comp = zlib.compressobj(9)
+    idat = b"".join(comp.compress(b"\x00" + rows(y)) for y in range(height)) + comp.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    plte = _chunk(b"PLTE", bytes(range(256)) * 3) if colour_type == 3 else b""
+    idats = b"".join(_chunk(b"IDAT", idat[i : i + idat_size]) for i in range(0, len(idat), idat_size))
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + extra_chunks + plte + idats + _chunk(b"IEND", b"")
+
+
+def png_zlib_bomb(side: int, colour_type: int, bit_depth: int = 8) -> bytes:
+    """side x side of one flat value (a few hundred KB for tens of MB of pixels) in any colour type."""
+    row = bytes([0x80]) * (side * _SAMPLES[colour_type] * bit_depth // 8)
+    return png_bytes(side, side, colour_type, bit_depth, lambda _y: row)
+
+
+def png16_grey(values: np.ndarray, *, sbit: int | None = None) -> bytes:
+    """A 16-bit greyscale PNG holding ``values`` exactly (optionally with an sBIT chunk)."""
+    arr = values.astype(">u2")
+    extra = _chunk(b"sBIT", bytes([sbit])) if sbit is not None else b""
+    return png_bytes(arr.shape[1], arr.shape[0], 0, 16, lambda y: arr[y].tobytes(), extra_chunks=extra)
+
+
+def twelve_bit(width: int = 96, height: int = 80) -> np.ndarray:
+    """12-bit data (0..4095) as a scanner exports it, unscaled, into a 16-bit file."""
+    return (_texture(width, height).astype(np.uint32) * 4095 // 255).astype(np.uint16)
+
+
+def png_many_chunks(n: int = MAX_SEGMENTS + 10) -> bytes:
+    """A small image whose data is split into one-byte IDAT chunks (plus empty tEXt chunks)."""
+    data = png_bytes(64, 64, 0, 8, lambda _y: bytes(64), idat_size=1)
+    filler = _chunk(b"tEXt", b"k\x00v") * max(0, n - data.count(b"IDAT"))
+    return data[:33] + filler + data[33:]
+
+
+# -- BMP ----------------------------------------------------------------------------------------------
+
+
+def bmp_rle8_bomb(width: int = 6000, height: int = 6000) -> bytes:
+    """An RLE8 BMP: each row one run-length pair per 255 pixels, decoded by Pillow in pure Python."""
+    row = b"\xff\x10" * (width // 255) + bytes([width % 255, 0x10]) + b"\x00\x00"
+    pixels = row * height + b"\x00\x01"
+    palette = b"".join(bytes([i, i, i, 0]) for i in range(256))
+    offset = 14 + 40 + len(palette)
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(pixels), 2835, 2835, 256, 0)
+    return b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + info + palette + pixels
+
+
+def bmp_rle4(width: int = 200, height: int = 200) -> bytes:
+    data = bytearray(bmp_rle8_bomb(width, height))
+    struct.pack_into("<HI", data, 28, 4, 2)  # 4 bits a pixel, BI_RLE4
+    return bytes(data)
+
+
+def bmp_short_data(width: int = 4000, height: int = 4000) -> bytes:
+    """An uncompressed 24-bit BMP header for 4000x4000 with a few rows of data: truncated."""
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 2835, 2835, 0, 0)
+    return b"BM" + struct.pack("<IHHI", 54 + 3000, 0, 0, 54) + info + bytes(3000)
+
+
+def event(case: Case, data: bytes) -> dict:
+    """The REST proxy event API Gateway would send for this case (raw body, or JSON for BMP)."""
+    import base64
+    import json
+    import uuid
+
+    from classifier.local_api import proxy_event
+
+    if case.content_type == "json":
+        body, ctype = json.dumps({"image": base64.b64encode(data).decode("ascii")}).encode(), "application/json"
+    else:
+        body, ctype = data, case.content_type
+    return proxy_event("POST", "/predict", [("Host", "hostile.local"), ("Content-Type", ctype)], body,
+                       request_id=str(uuid.uuid4()))
+
+
+# -- the corpus ---------------------------------------------------------------------------------------
+
+PNG, JPEG = "image/png", "image/jpeg"
+CORPUS: list[Case] = [
+    # progressive-JPEG work
+    Case("jpeg-scan-bomb-2000-repeats-40mp", lambda: scan_bomb(SIDE_40MP, 2000), JPEG, 400, "unsupported_image"),
+    Case(f"jpeg-{MAX_JPEG_SCANS + 1}-scans-small", lambda: scan_bomb(512, MAX_JPEG_SCANS + 1 - 6), JPEG, 400,
+         "unsupported_image"),
+    Case("jpeg-30-scans-40mp-over-scan-work", lambda: scan_bomb(SIDE_40MP, 24), JPEG, 400, "unsupported_image"),
+    Case("jpeg-repeated-scans-1mp-bogus-progression", lambda: scan_bomb(1000, 40), JPEG, 400, "corrupt_image"),
+    Case("jpeg-progressive-40mp-grey", lambda: progressive_jpeg(SIDE_40MP), JPEG, 200, None, heavy=True),
+    Case("jpeg-baseline-40mp-rgb", lambda: _encode(Image.fromarray(_checker(SIDE_40MP)).convert("RGB"), "JPEG",
+                                                   quality=90), JPEG, 200, None, heavy=True),
+    Case("jpeg-many-segments", jpeg_many_segments, JPEG, 400, "unsupported_image"),
+    # damaged JPEG that a lenient decoder fills in
+    Case("jpeg-cut-30pc-with-eoi", jpeg_cut_with_eoi, JPEG, 400, "corrupt_image"),
+    Case("jpeg-empty-scan", jpeg_empty_scan, JPEG, 400, "corrupt_image"),
+    # high bit depth
+    Case("png16-grey-12bit-with-sbit", lambda: png16_grey(twelve_bit(), sbit=12), PNG, 200, None),
+    Case("png16-grey-12bit-no-sbit", lambda: png16_grey(twelve_bit()), PNG, 200, None),
+    Case("png16-grey-40mp", lambda: png_zlib_bomb(SIDE_40MP, 0, 16), PNG, 422, "bad_image_dimensions"),
+    Case("png16-grey-at-wide-limit", lambda: png_zlib_bomb(SIDE_WIDE, 0, 16), PNG, 200, None, heavy=True),
+    Case("png16-rgb-at-wide-limit", lambda: png_zlib_bomb(SIDE_WIDE, 2, 16), PNG, 200, None, heavy=True),
+    Case("png16-rgba-at-wide-limit", lambda: png_zlib_bomb(SIDE_WIDE, 6, 16), PNG, 200, None, heavy=True),
+    Case("png-sbit-zero", lambda: png16_grey(twelve_bit(), sbit=0), PNG, 400, "corrupt_image"),
+    # zlib bombs in each colour type, at the limit that applies to it
+    Case("png-zlib-bomb-grey-40mp", lambda: png_zlib_bomb(SIDE_40MP, 0), PNG, 200, None, heavy=True),
+    Case("png-zlib-bomb-rgb-40mp", lambda: png_zlib_bomb(SIDE_40MP, 2), PNG, 200, None, heavy=True),
+    Case("png-zlib-bomb-palette-40mp", lambda: png_zlib_bomb(SIDE_40MP, 3), PNG, 200, None, heavy=True),
+    Case("png-zlib-bomb-grey-alpha-40mp", lambda: png_zlib_bomb(SIDE_40MP, 4), PNG, 422, "bad_image_dimensions"),
+    Case("png-zlib-bomb-rgba-40mp", lambda: png_zlib_bomb(SIDE_40MP, 6), PNG, 422, "bad_image_dimensions"),
+    Case("png-zlib-bomb-grey-alpha-at-wide-limit", lambda: png_zlib_bomb(SIDE_WIDE, 4), PNG, 200, None, heavy=True),
+    Case("png-zlib-bomb-rgba-at-wide-limit", lambda: png_zlib_bomb(SIDE_WIDE, 6), PNG, 200, None, heavy=True),
+    Case("png-many-chunks", png_many_chunks, PNG, 400, "unsupported_image"),
+    # BMP
+    Case("bmp-rle8-bomb", bmp_rle8_bomb, "json", 400, "unsupported_image"),
+    Case("bmp-rle4", bmp_rle4, "json", 400, "unsupported_image"),
+    Case("bmp-truncated-rows", bmp_short_data, "json", 400, "corrupt_image"),
+]
