@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("inference", "cold", "api", "training", "sizes")
+SECTIONS = ("inference", "cold", "api", "training", "sizes", "hostile", "overhead")
 
 
 def parse_levels(text: str) -> dict[int, int]:
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     # Heavy imports after argument checks, so --help is instant.
     from classifier.model_card import ModelCard
 
-    from . import api_load, cold_start, environment, inference, report, sizes, training_cost
+    from . import api_load, cold_start, environment, hostile, inference, report, sizes, training_cost
     from .images import load_images
 
     card = ModelCard.load(model_dir)
@@ -102,9 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         ("sizes", lambda: sizes.run(model_dir=model_dir, extra_model_dirs=[args.report_dir], cache_dir=args.cache,
                                     base_image_mb=args.base_image_mb or sizes.BASE_IMAGE_MB_ASSUMED,
                                     deps_python=args.deps_python)),
+        ("hostile", lambda: hostile.run(model_dir=model_dir, warm_image=images[0][1])),
+        ("api_overhead", lambda: hostile.run_overhead(model_dir=model_dir, images=images, log_dir=args.cache,
+                                                      requests=60 if args.quick else 300)),
     ]
     section_of = {"inference": "inference", "cold_start": "cold", "local_api": "api",
-                  "training": "training", "sizes": "sizes"}
+                  "training": "training", "sizes": "sizes", "hostile": "hostile", "api_overhead": "overhead"}
     for key, step in steps:
         if section_of[key] not in sections:
             continue
@@ -112,6 +115,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {key} ...", file=sys.stderr)
         results[key] = step()
         print(f"bench: {key} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+
+    # With --only, the other sections keep their last measurements (marked as carried over).
+    previous_path = args.out / "results.json"
+    if args.only and previous_path.is_file():
+        try:
+            previous = json.loads(previous_path.read_text())
+        except ValueError:
+            previous = {}
+        for key, section in section_of.items():
+            if section not in sections and key in previous:
+                results[key] = previous[key]
+                results["meta"].setdefault("carried_over", []).append(
+                    f"{key} (from {previous.get('meta', {}).get('finished_utc', '?')})")
 
     results["load"]["end"] = environment.snapshot()
     results["meta"]["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

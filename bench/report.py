@@ -51,6 +51,27 @@ def goals(results: dict) -> list[dict]:
                  "measured": f"{wall / 60:.1f} min, peak memory {train.get('peak_memory_mb')} MB (recorded by the run)"
                  if wall is not None else "not available", "met": None if wall is None else wall <= 900})
 
+    hostile = results.get("hostile") or {}
+    if hostile.get("n"):
+        ok = not hostile["unexpected"] and not hostile["over_budget"] and hostile["server_errors"] == 0
+        rows.append({"goal": f"hostile-image corpus ({hostile['n']} inputs, tests/robustness/hostile.py): "
+                             "expected status, 0 5xx, 0 labels for refused inputs, each within the request budget",
+                     "target": f"<= {hostile['budget']['wall_s']} s, <= {hostile['budget']['peak_rss_growth_mb']:.0f} MB "
+                               "peak RSS above idle",
+                     "measured": f"max {hostile['max_wall_s']} s, max +{hostile['max_peak_growth_mb']} MB; "
+                                 f"{hostile['server_errors']} 5xx, {hostile['labels_for_refused']} labels for refused; "
+                                 f"unexpected: {', '.join(hostile['unexpected']) or 'none'}; "
+                                 f"over budget: {', '.join(hostile['over_budget']) or 'none'}",
+                     "met": ok})
+    else:
+        rows.append({"goal": "hostile-image corpus within the request budget", "target": "<= 2 s, <= 400 MB",
+                     "measured": "not measured", "met": None})
+    ov = results.get("api_overhead") or {}
+    rows.append({"goal": "local API's own overhead (HTTP p50 minus in-process p50, same images)",
+                 "target": "<= 3 ms",
+                 "measured": f"{ov['overhead_p50_ms']} ms ({ov['http']['p50_ms']} vs {ov['in_process']['p50_ms']} ms)"
+                 if ov else "not measured", "met": None if not ov else ov["overhead_p50_ms"] <= ov["goal_ms"]})
+
     deps = _get(sizes, "lambda_deps", "total_mb")
     installed = _get(sizes, "lambda_deps", "installed_mb")
     measured = "not measured" if deps is None else f"{deps} MB" + (
@@ -138,6 +159,27 @@ def markdown(results: dict) -> str:
         out += ["", f"Server RSS: {rss.get('after_warmup')} MB after a 20-request warm-up, {rss.get('end')} MB after "
                 "concurrency 16 (more threads in flight hold more buffers; growth at a steady concurrency is what the "
                 "soak test in tests/robustness checks). Client and server share the same cores.", ""]
+    hostile = results.get("hostile") or {}
+    if hostile.get("cases"):
+        out += ["## Hostile images (issue 10)", "",
+                f"Budget per request: decode + inference <= {hostile['budget']['wall_s']} s, peak RSS <= "
+                f"{hostile['budget']['peak_rss_growth_mb']:.0f} MB above the idle process. {hostile.get('method', '')}.", "",
+                "| input | bytes | expected | got | wall s | peak RSS above idle MB |", "|---|---|---|---|---|---|"]
+        for r in hostile["cases"]:
+            got = f"{r.get('status')} {r.get('code') or r.get('label') or ''}".strip()
+            exp = f"{r['expected_status']} {r['expected_code'] or '(label)'}"
+            out.append(f"| {r['name']} | {r['bytes']:,} | {exp} | {got}{'' if r['as_expected'] else ' **unexpected**'} "
+                       f"| {r.get('wall_s', '-')} | {r.get('peak_growth_mb', '-')} |")
+        out += [""]
+    ov = results.get("api_overhead") or {}
+    if ov:
+        out += ["## Local API overhead", "",
+                f"HTTP p50 {ov['http']['p50_ms']} ms vs in-process p50 {ov['in_process']['p50_ms']} ms: "
+                f"**{ov['overhead_p50_ms']} ms** of the local API's own (goal <= {ov['goal_ms']} ms). {ov['method']}.", ""]
+    carried = (results.get("meta") or {}).get("carried_over")
+    if carried:
+        out += ["Sections not re-run in this invocation (`--only`), kept from the previous results: "
+                + "; ".join(carried) + ".", ""]
     out += ["## Training (`make train` on the shared data)", ""]
     if train.get("available"):
         out += ["| stage | wall s |", "|---|---|"]

@@ -206,6 +206,7 @@ CORPUS: list[Case] = [
     Case("jpeg-30-scans-40mp-over-scan-work", lambda: scan_bomb(SIDE_40MP, 24), JPEG, 400, "unsupported_image"),
     Case("jpeg-repeated-scans-1mp-bogus-progression", lambda: scan_bomb(1000, 40), JPEG, 400, "corrupt_image"),
     Case("jpeg-progressive-40mp-grey", lambda: progressive_jpeg(SIDE_40MP), JPEG, 200, None, heavy=True),
+    Case("jpeg-progressive-40mp-rgb", lambda: progressive_jpeg(SIDE_40MP, mode="RGB"), JPEG, 200, None, heavy=True),
     Case("jpeg-baseline-40mp-rgb", lambda: _encode(Image.fromarray(_checker(SIDE_40MP)).convert("RGB"), "JPEG",
                                                    quality=90), JPEG, 200, None, heavy=True),
     Case("jpeg-many-segments", jpeg_many_segments, JPEG, 400, "unsupported_image"),
