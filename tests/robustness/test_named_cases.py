@@ -115,6 +115,9 @@ CASES = [
     ("json-wrong-key", lambda: json_event({"img": b64(c.png())}), 400, "malformed_body"),
     ("json-invalid", lambda: event('{"image": ', "application/json"), 400, "malformed_body"),
     ("json-deeply-nested", lambda: event("[" * 200_000 + "]" * 200_000, "application/json"), 400, "malformed_body"),
+    ("json-lone-surrogate-text", lambda: event('{"image": "\ud800"}', "application/json"), 400, "malformed_body"),
+    ("json-lone-surrogate-escape", lambda: event('{"image": "\\ud800"}', "application/json"), 400, "invalid_base64"),
+    ("only-multi-value-headers", lambda: {**event(c.png(), "image/png"), "headers": None}, 200, None),
     ("json-not-utf8", lambda: event(b'{"image": "\xff\xfe"}', "application/json", base64_encoded=True), 400, None),
     # oversized bodies
     ("raw-body-at-limit", lambda: event(_random_bytes(LIMIT), "image/png"), 400, "not_an_image"),
@@ -178,3 +181,8 @@ def test_health_still_answers_after_the_named_cases(service, labels):
     resp = service(event(None, None, method="GET", path="/health"), LocalContext())
     assert resp["statusCode"] == 200
     assert json.loads(resp["body"])["model"]["labels"] == labels
+
+
+def test_content_type_error_names_the_value_sent(call):
+    status, doc = call(event(c.png(), "image/png, application/json"), what="ctype-list", kind="named")
+    assert status == 415 and "image/png, application/json" in doc["error"]["message"], doc

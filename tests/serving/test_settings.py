@@ -47,3 +47,10 @@ def test_bad_values_name_the_variable(env, fragment):
 def test_keyword_only():
     with pytest.raises(TypeError):
         Settings("/tmp/model")  # type: ignore[misc]
+
+
+def test_log_predictions_is_off_unless_set():
+    assert Settings.from_env({}).log_predictions is False
+    assert Settings.from_env({"CLASSIFIER_LOG_PREDICTIONS": "true"}).log_predictions is True
+    with pytest.raises(SettingsError, match="CLASSIFIER_LOG_PREDICTIONS"):
+        Settings.from_env({"CLASSIFIER_LOG_PREDICTIONS": "maybe"})
