@@ -67,9 +67,11 @@ class IsolatedNetwork(Construct):
     """A VPC with isolated subnets only (no internet gateway, no NAT: no route out of AWS) in two AZs,
     interface endpoints for exactly what the function calls, flow logs, the default security group closed.
 
-    The function makes no AWS API calls of its own: the Lambda service ships its stdout (logs and EMF
-    metrics) and pulls the image from ECR outside the VPC. The two endpoints serve the calls that do leave
-    the execution environment through its VPC interface: CloudWatch Logs and X-Ray (active tracing).
+    The Lambda service pulls the image from ECR and ships the function's stdout (logs, EMF metrics) outside
+    the VPC, so neither needs an endpoint. The handler makes no AWS API calls today; the two endpoints are
+    the only AWS services it can reach through its network interface, for the two it is allowed to talk to:
+    CloudWatch Logs and X-Ray (active tracing's segments, or an SDK client added later). Anything else
+    (S3, STS, the internet) has no route.
     """
 
     #: The interface endpoints (service name -> construct id); nothing else is reachable from the subnets.
