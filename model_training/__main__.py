@@ -7,10 +7,13 @@ import os
 import sys
 from pathlib import Path
 
-from .config import TrainConfig
+from .config import RECIPES, TrainConfig
 from .errors import TrainingError
 
-_DEFAULTS = TrainConfig(data=Path("."), out=Path("."), report=Path("."))
+_DEFAULTS = TrainConfig(data=(Path("."),), out=Path("."), report=Path("."))
+#: Lesion recipe defaults (shared/NOTES.md: 4-10 epochs with the top ~30 % unfrozen helped on a new site;
+#: README "How the lesion recipe was chosen" has the leave-one-site-out runs behind them).
+LESION_EPOCHS, LESION_UNFREEZE = 8, 0.3
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -23,7 +26,14 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def _training_args(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     """Flags shared by `train` and `cv` (both build a TrainConfig from them)."""
-    p.add_argument("--data", type=Path, required=True, help="labelled folder <root>/<class>/*.png")
+    p.add_argument("--data", type=Path, required=True, action="append",
+                   help="labelled folder <root>/<class>/*.png (masks <name>_mask*.png beside the images; an optional "
+                        "metadata CSV with ID and Case/patient columns groups images by patient). Repeat for "
+                        "several sites: --data busi --data busbra (the lesion recipe; frozen takes one)")
+    p.add_argument("--recipe", choices=list(RECIPES), default=d.recipe,
+                   help="lesion: fine-tuned backbone with mask-supervised localisation, calibration and operating "
+                        "point chosen leave-one-site-out; frozen: frozen multi-scale features + logistic head "
+                        "(one site, the v3 model)")
     p.add_argument("--work", type=Path, default=d.work, help="model.keras and the feature cache (not committed)")
     p.add_argument("--backbone", default=d.backbone, choices=["mobilenet_v2", "efficientnet_b0", "resnet50"])
     p.add_argument("--weights", default=d.weights,
@@ -33,9 +43,12 @@ def _training_args(p: argparse.ArgumentParser, d: TrainConfig) -> None:
                    help="inner backbone layers whose global-average-pooled activations are concatenated with the "
                         "final features (multi-scale): auto (the backbone's default; mobilenet_v2: "
                         "block_13_expand_relu,block_16_project_BN), none, or a comma list of layer names")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="stage-2 fine-tuning epochs (0: head only)")
-    p.add_argument("--unfreeze", type=float, default=d.unfreeze,
-                   help="fraction of backbone layers, from the top, trained in stage 2 (BatchNorm stays frozen)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"fine-tuning epochs (lesion default {LESION_EPOCHS}, after a one-epoch head warm-up; "
+                        f"frozen default {d.epochs}: head only)")
+    p.add_argument("--unfreeze", type=float, default=None,
+                   help=f"fraction of backbone layers, from the top, fine-tuned (BatchNorm stays frozen); "
+                        f"lesion default {LESION_UNFREEZE}, frozen default {d.unfreeze}")
     p.add_argument("--lr", type=float, default=d.fine_tune_lr, help="stage-2 learning rate (Adam)")
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
                    help="stage-2 label smoothing (0: off); calibration is refitted afterwards by the temperature")
@@ -88,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "over train + val and refit the head on both (0: choose on the val split alone); "
                         "with fine-tuning the val split is used")
     t.add_argument("--name", default=d.name, help="model name in model.json")
+    t.add_argument("--target-sensitivity", type=float, default=d.target_sensitivity,
+                   help="lesion recipe: the malignant threshold is the highest whose sensitivity on the pooled "
+                        "out-of-site predictions reaches this")
     t.add_argument("--no-test", action="store_true",
                    help="explore settings: stop after the validation choices, never touching the test split")
 
@@ -99,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "fine-tuned model, the ensemble; with and without flip TTA). Use it to compare "
                                    "settings with less noise than the small val split; the test split is never used.")
     _training_args(c, d)
+    c.set_defaults(recipe="frozen")  # cv compares frozen-recipe settings; the lesion recipe's LOSO is inside train
     c.add_argument("--folds", type=int, default=5, help="number of folds (K)")
     c.add_argument("--out", type=Path, default=Path("reports/cv"),
                    help="cv.json, cv.md, oof_logits.npz (+ the audit.json and split.json it used)")
@@ -125,13 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args, **extra) -> TrainConfig:
+    lesion = args.recipe == "lesion"
+    epochs = args.epochs if args.epochs is not None else (LESION_EPOCHS if lesion else _DEFAULTS.epochs)
+    unfreeze = args.unfreeze if args.unfreeze is not None else (LESION_UNFREEZE if lesion else _DEFAULTS.unfreeze)
     return TrainConfig(
-        data=args.data, work=args.work, backbone=args.backbone, weights=args.weights, input_size=args.input_size,
+        data=tuple(args.data), recipe=args.recipe, work=args.work, backbone=args.backbone, weights=args.weights, input_size=args.input_size,
         pool_layers=args.pool_layers, seed=args.seed, val_fraction=args.val_fraction,
         test_fraction=args.test_fraction, near_dup_threshold=args.near_dup_threshold,
         keep_conflicts=args.keep_conflicts, skip_bad=args.skip_bad, head_c=args.head_c, head_units=args.head_units,
-        head_dropout=args.head_dropout, head_lr=args.head_lr, head_epochs=args.head_epochs, epochs=args.epochs,
-        unfreeze=args.unfreeze, fine_tune_lr=args.lr, label_smoothing=args.label_smoothing,
+        head_dropout=args.head_dropout, head_lr=args.head_lr, head_epochs=args.head_epochs, epochs=epochs,
+        unfreeze=unfreeze, fine_tune_lr=args.lr, label_smoothing=args.label_smoothing,
         batch_size=args.batch_size, patience=args.patience, ensemble=args.ensemble, tta_flip=args.tta_flip, **extra,
     )
 
@@ -141,12 +161,23 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":
-            from .pipeline import train
+            cfg = _config(args, out=args.out, report=args.report, quantize=args.quantize, name=args.name,
+                          cv_folds=args.cv_folds, evaluate_test=not args.no_test,
+                          target_sensitivity=args.target_sensitivity)
+            if cfg.recipe == "lesion":
+                from .lesion_pipeline import train_lesion
 
-            train(_config(args, out=args.out, report=args.report, quantize=args.quantize, name=args.name,
-                          cv_folds=args.cv_folds, evaluate_test=not args.no_test))
+                train_lesion(cfg)
+            else:
+                from .pipeline import train
+
+                train(cfg)
         elif args.command == "cv":
             from .crossval import cross_validate
+
+            if args.recipe != "frozen":
+                raise TrainingError("cv compares settings of the frozen recipe; the lesion recipe evaluates "
+                                    "itself leave-one-site-out inside `train` (report.md)")
 
             cross_validate(_config(args, out=args.out, report=args.out), folds=args.folds)
         elif args.command == "audit":

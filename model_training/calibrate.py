@@ -70,3 +70,19 @@ def reliability_bins(probs: np.ndarray, y: np.ndarray, n_bins: int = 10):
         acc.append(float(correct[mask].mean()) if mask.any() else float("nan"))
         mean_conf.append(float(conf[mask].mean()) if mask.any() else float("nan"))
     return (edges[:-1] + edges[1:]) / 2, np.array(acc), np.array(mean_conf), np.array(counts)
+
+
+def _binary_nll(view_logits: np.ndarray, y: np.ndarray, t: float) -> float:
+    p = np.mean(1 / (1 + np.exp(-np.asarray(view_logits, dtype=np.float64) / t)), axis=0)
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def fit_binary_temperature(view_logits: np.ndarray, y: np.ndarray) -> float:
+    """T minimising the log-loss of mean over views of sigmoid(logit / T); (views, N) logits, y in {0, 1}."""
+    y = np.asarray(y, dtype=np.float64)
+    if len(y) == 0 or y.min() == y.max():
+        return 1.0  # one class only: nothing to calibrate against
+    result = minimize_scalar(lambda log_t: _binary_nll(view_logits, y, float(np.exp(log_t))),
+                             bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(result.x))

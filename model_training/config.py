@@ -6,12 +6,19 @@ import dataclasses
 from pathlib import Path
 
 
+RECIPES = ("lesion", "frozen")
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    data: Path
+    # One folder per site (BUSI layout, optional metadata CSV); `frozen` takes exactly one.
+    data: tuple[Path, ...]
     out: Path  # model.tflite + model.json
     report: Path  # metrics.json, plots, report.md, audit.json, split.json
     work: Path = Path("runs/latest")  # model.keras and the feature cache (not committed)
+    # lesion: fine-tuned backbone + mask-supervised localisation, chosen by leave-one-site-out (README);
+    # frozen: the v3 recipe (frozen multi-scale features + logistic head, one site).
+    recipe: str = "lesion"
     backbone: str = "mobilenet_v2"
     weights: str = "imagenet"  # imagenet | none | PATH to a .weights.h5 file
     input_size: int = 224
@@ -51,7 +58,19 @@ class TrainConfig:
     quantize: str = "none"  # none | int8
     parity_tolerance: float = 1e-3
     name: str = "busi-classifier"
+    # lesion recipe: malignant threshold chosen out of site for this sensitivity (pooled LOSO predictions)
+    target_sensitivity: float = 0.90
     evaluate_test: bool = True  # False: stop after the validation choices (explore without touching test)
+
+    @property
+    def folder(self) -> Path:
+        """The single data folder of the `frozen` recipe."""
+        from .errors import DataFolderError
+
+        if len(self.data) != 1:
+            raise DataFolderError(f"--recipe {self.recipe} takes one --data folder, got {len(self.data)}; "
+                                  "the lesion recipe takes several (one per site)")
+        return self.data[0]
 
     def to_json(self) -> dict:
         out = dataclasses.asdict(self)
@@ -59,5 +78,5 @@ class TrainConfig:
             if isinstance(value, Path):
                 out[key] = str(value)
             elif isinstance(value, tuple):
-                out[key] = list(value)
+                out[key] = [str(v) if isinstance(v, Path) else v for v in value]
         return out

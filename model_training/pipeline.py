@@ -227,7 +227,7 @@ split once, after every choice had been made on validation (and, for the default
 `python -m model_training cv` on train + val).
 
 ## Data and split
-- {audit['images']} images from `{cfg.data}` ({', '.join(f'{k} {n}' for k, n in audit['per_class'].items())}),
+- {audit['images']} images from `{cfg.folder}` ({', '.join(f'{k} {n}' for k, n in audit['per_class'].items())}),
   fingerprint `{audit['dataset_fingerprint'][:23]}...`
 - Duplicate audit (`audit.json`): {len(audit['exact_duplicate_pairs'])} exact duplicate pair(s),
   {audit['near_duplicate_pairs']} near-duplicate pairs (thumbnail correlation >= {audit['near_duplicate_threshold']}),

@@ -33,7 +33,7 @@ class Prepared:
 def prepare(cfg: TrainConfig) -> Prepared:
     """Decode, audit (audit.json) and split (split.json) cfg.data; both files go to cfg.report."""
     cfg.report.mkdir(parents=True, exist_ok=True)
-    all_samples, labels = discover(cfg.data)
+    all_samples, labels = discover(cfg.folder)
     samples, images = decode_all(all_samples, skip_bad=cfg.skip_bad)
     fp = fingerprint(samples)
     dup, audit = audit_mod.run(samples, images, threshold=cfg.near_dup_threshold, fingerprint=fp,

@@ -1,7 +1,9 @@
-"""LiteRT inference: load model.tflite once, verify it against model.json, predict probabilities."""
+"""LiteRT inference: load model.tflite once, verify it against model.json, predict probabilities
+(and, for lesion-aware models, the lesion heatmap)."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -9,8 +11,15 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from .errors import ModelLoadError
+from .localisation import Localisation, localise
 from .model_card import MODEL_FILE, ModelCard
-from .preprocessing import preprocess
+from .preprocessing import decode_rgb, placement, resize_for_model
+
+
+@dataclasses.dataclass(frozen=True)
+class Analysis:
+    probabilities: dict[str, float]
+    localisation: Localisation | None  # None for models without a heatmap output
 
 
 class Engine:
@@ -32,9 +41,18 @@ class Engine:
         except Exception as exc:  # LiteRT raises ValueError/RuntimeError on a bad flatbuffer
             raise ModelLoadError(f"LiteRT could not load {self.model_dir / MODEL_FILE}: {exc}") from exc
         self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
+        self._output, self._heatmap = self._outputs(self._interpreter.get_output_details())
         self._lock = threading.Lock()
         self._check_signature()
+
+    def _outputs(self, details: list[dict]) -> tuple[dict, dict | None]:
+        """(probabilities, heatmap or None), told apart by rank: (1, n_labels) vs (1, g, g[, 1])."""
+        probs = [d for d in details if len(d["shape"]) == 2]
+        maps = [d for d in details if len(d["shape"]) in (3, 4)]
+        if len(probs) != 1 or len(maps) > 1:
+            raise ModelLoadError(f"model outputs {[tuple(d['shape']) for d in details]}: expected one "
+                                 "(1, labels) probability output and at most one heatmap")
+        return probs[0], (maps[0] if maps else None)
 
     def _check_signature(self) -> None:
         size, n_labels = self.card.input_size, len(self.card.labels)
@@ -64,20 +82,38 @@ class Engine:
         scale, zero = self._output["quantization"]
         return (raw.astype(np.float32) - zero) * scale
 
-    def predict_array(self, image: np.ndarray) -> np.ndarray:
-        """(H, W, 3) float32 in [0, 255] -> probabilities in label order, summing to 1."""
+    def _run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         batch = self._quantize(image[np.newaxis, ...])
         with self._lock:
             self._interpreter.set_tensor(self._input["index"], batch)
             self._interpreter.invoke()
             raw = self._interpreter.get_tensor(self._output["index"])[0].copy()
+            heat = None if self._heatmap is None else \
+                self._interpreter.get_tensor(self._heatmap["index"])[0].copy()
         probs = np.clip(self._dequantize(raw).astype(np.float64), 0.0, None)
         total = probs.sum()
         if not np.isfinite(total) or total <= 0:
             raise RuntimeError("model returned no usable probabilities")
-        return probs / total
+        if heat is not None:
+            heat = np.clip(np.nan_to_num(heat.astype(np.float64).reshape(heat.shape[0], heat.shape[1])), 0.0, 1.0)
+        return probs / total, heat
+
+    def predict_array(self, image: np.ndarray) -> np.ndarray:
+        """(H, W, 3) float32 in [0, 255] -> probabilities in label order, summing to 1."""
+        return self._run(image)[0]
+
+    def predict_with_heatmap(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities and the lesion heatmap (g x g in [0, 1] over the model input), if the model has one."""
+        return self._run(image)
+
+    def analyse(self, data: bytes) -> Analysis:
+        """Image bytes -> probabilities and where the model looked. Raises a ClientError for bad images."""
+        img = decode_rgb(data)
+        pre = self.card.preprocessing_id
+        probs, heat = self._run(resize_for_model(img, self.card.input_size, pre))
+        loc = None if heat is None else localise(heat, placement(*img.size, self.card.input_size, pre))
+        return Analysis({label: float(p) for label, p in zip(self.card.labels, probs)}, loc)
 
     def predict_bytes(self, data: bytes) -> dict[str, float]:
         """Image bytes -> {label: probability}. Raises a ClientError for bad images."""
-        probs = self.predict_array(preprocess(data, self.card.input_size))
-        return {label: float(p) for label, p in zip(self.card.labels, probs)}
+        return self.analyse(data).probabilities

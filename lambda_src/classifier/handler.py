@@ -116,9 +116,10 @@ class Service:
             engine = self.engine()
             data = extract_image(app.current_event.raw_event, max_bytes=self.settings.max_body_bytes)
             start = time.perf_counter()
-            probabilities = engine.predict_bytes(data)
+            analysis = engine.analyse(data)
+            probabilities = analysis.probabilities
             model_ms = _ms_since(start)
-            label = max(probabilities, key=probabilities.__getitem__)
+            label, rule = engine.card.decide(probabilities)
             self._label = label
             if self.settings.metrics_enabled:
                 self.metrics.add_metric(name="ModelLatency", unit=MetricUnit.Milliseconds, value=model_ms)
@@ -128,12 +129,16 @@ class Service:
                     metric.add_dimension(name="label", value=label)
             self.logger.append_keys(model_ms=model_ms, image_bytes=len(data))
             card = engine.card
-            return _json(200, {
+            body = {
                 "label": label,
+                "label_rule": rule,
                 "probabilities": probabilities,
                 "model": {"name": card.name, "version": card.version},
                 "disclaimer": card.disclaimer or DISCLAIMER,
-            })
+            }
+            if analysis.localisation is not None:
+                body["localisation"] = analysis.localisation.to_dict()
+            return _json(200, body)
 
         @app.get("/health")
         def health() -> Response:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelLoadError
-from .preprocessing import PREPROCESSING_ID
+from .preprocessing import RESIZERS
 
 DISCLAIMER = (
     "Research use only. Not a medical device; not for diagnosis or clinical decisions."
@@ -47,6 +47,13 @@ class ModelCard:
     split_counts: dict[str, Any] = dataclasses.field(default_factory=dict)
     test_metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     created_at: str = ""
+    # {"malignant_threshold": t, "normal_threshold": n, "chosen_by": text}: the label is "malignant" when
+    # p(malignant) >= t, else "normal" when p(normal) >= n (n absent: normal beats benign), else
+    # "benign"; empty -> the most probable class.
+    operating_point: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Where the model looked: {"output": "heatmap", "grid": 14, ...} when the graph has a heatmap output.
+    localisation: dict[str, Any] = dataclasses.field(default_factory=dict)
+    sites: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # training sites and per-site metrics
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # config, parity, ...
 
     REQUIRED = ("name", "version", "labels", "input_size", "input_dtype", "preprocessing_id", "tflite_sha256")
@@ -66,11 +73,21 @@ class ModelCard:
             raise ModelLoadError(f"model.json labels must be unique and non-empty: {self.labels}")
         if not isinstance(self.input_size, int) or self.input_size < 8:
             raise ModelLoadError(f"model.json input_size is not a sensible int: {self.input_size!r}")
-        if self.preprocessing_id != PREPROCESSING_ID:
+        if self.preprocessing_id not in RESIZERS:
             raise ModelLoadError(
                 f"model was trained with preprocessing {self.preprocessing_id!r} but this code "
-                f"serves {PREPROCESSING_ID!r}; retrain or deploy the matching code"
+                f"serves only {', '.join(sorted(RESIZERS))}; retrain or deploy the matching code"
             )
+        threshold = self.operating_point.get("malignant_threshold")
+        if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 < threshold < 1.0):
+            raise ModelLoadError(f"model.json operating_point.malignant_threshold must be in (0, 1): {threshold!r}")
+        if threshold is not None and not {"malignant", "benign"} <= set(self.labels):
+            raise ModelLoadError("model.json sets a malignant threshold but lacks the 'malignant' or 'benign' label")
+        normal = self.operating_point.get("normal_threshold")
+        if normal is not None and not (isinstance(normal, (int, float)) and 0.0 < normal <= 1.0
+                                       and "normal" in self.labels and threshold is not None):
+            raise ModelLoadError(f"model.json operating_point.normal_threshold must be in (0, 1], with a 'normal' "
+                                 f"label and a malignant threshold: {normal!r}")
 
     @classmethod
     def load(cls, model_dir: Path | str, verify_sha256: bool = True) -> "ModelCard":
@@ -92,6 +109,24 @@ class ModelCard:
                     f"({card.tflite_sha256[:12]}...); the model file and its card are out of step"
                 )
         return card
+
+    def decide(self, probabilities: dict[str, float]) -> tuple[str, str]:
+        """(label, the rule that produced it) under the card's operating point."""
+        threshold = self.operating_point.get("malignant_threshold")
+        if threshold is None:
+            return max(probabilities, key=probabilities.__getitem__), "argmax: the most probable class"
+        normal = self.operating_point.get("normal_threshold")
+        if probabilities["malignant"] >= threshold:
+            label = "malignant"
+        elif normal is not None:
+            label = "normal" if probabilities["normal"] >= normal else "benign"
+        else:
+            rest = {k: v for k, v in probabilities.items() if k != "malignant"}
+            label = max(rest, key=rest.__getitem__)
+        then = (f"normal if p(normal) >= {normal:.3f}, else benign" if normal is not None
+                else "else the most probable other class")
+        return label, (f"malignant if p(malignant) >= {threshold:.3f}, {then} "
+                       f"({self.operating_point.get('chosen_by', 'operating point in model.json')})")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -7,6 +7,7 @@ refused at load (see ``model_card``).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import warnings
 
@@ -16,8 +17,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from . import decoding
 from .errors import BadImageDimensions, ClientError, CorruptImage, ImageTooSmall, NotAnImage
 
-#: Recorded in model.json by training and checked by the serving engine.
-PREPROCESSING_ID = "rgb-squash-bilinear-float255-v1"
+#: The preprocessing new models are trained with; recorded in model.json and used by the
+#: serving engine for that model. Letterbox (aspect kept, black bars) instead of squash: scanners
+#: differ in frame shape (BUSI landscape, BUS-BRA portrait), and squashing distorted lesions in a
+#: site-specific way (shared/NOTES.md: "normal" calls on BUS-BRA lesions fell from 36 % to 9 %).
+PREPROCESSING_ID = "rgb-letterbox-bilinear-float255-v2"
+#: Models trained before v2 squash the frame to a square; still served, for old model folders.
+SQUASH_ID = "rgb-squash-bilinear-float255-v1"
 
 #: Formats we decode. Anything else (GIF, TIFF, WebP, ...) is refused up front.
 ACCEPTED_FORMATS = ("PNG", "JPEG", "BMP")
@@ -142,22 +148,65 @@ def decode_rgb(data: bytes) -> Image.Image:
         raise CorruptImage(f"the image could not be converted to RGB ({type(exc).__name__})") from exc
 
 
-def resize_for_model(img: Image.Image, size: int) -> np.ndarray:
-    """RGB image -> float32 array (size, size, 3) in [0, 255], squashed to a square.
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where the image lands in the model's square input: input = image * scale + (left, top).
+    Maps the model's localisation back to image pixels."""
+
+    size: int  # model input side
+    width: int  # original image size (after EXIF orientation)
+    height: int
+    scale_x: float
+    scale_y: float
+    left: int
+    top: int
+
+    def to_image(self, x: float, y: float) -> tuple[float, float]:
+        """Model-input coordinates -> image pixel coordinates, clipped to the image."""
+        return (min(max((x - self.left) / self.scale_x, 0.0), float(self.width)),
+                min(max((y - self.top) / self.scale_y, 0.0), float(self.height)))
+
+
+def placement(width: int, height: int, size: int, preprocessing_id: str = PREPROCESSING_ID) -> Placement:
+    if preprocessing_id == SQUASH_ID:
+        return Placement(size, width, height, size / width, size / height, 0, 0)
+    scale = size / max(width, height)
+    w, h = max(1, round(width * scale)), max(1, round(height * scale))
+    return Placement(size, width, height, w / width, h / height, (size - w) // 2, (size - h) // 2)
+
+
+def _squash(img: Image.Image, size: int) -> np.ndarray:
+    return np.asarray(img.resize((size, size), RESAMPLE), dtype=np.float32)
+
+
+def _letterbox(img: Image.Image, size: int) -> np.ndarray:
+    """Keep the aspect ratio: the longer side becomes `size`, the rest is black (0) padding, centred."""
+    p = placement(*img.size, size, PREPROCESSING_ID)
+    w, h = round(p.scale_x * p.width), round(p.scale_y * p.height)
+    out = np.zeros((size, size, 3), dtype=np.float32)
+    out[p.top:p.top + h, p.left:p.left + w] = np.asarray(img.resize((w, h), RESAMPLE), dtype=np.float32)
+    return out
+
+
+#: preprocessing id -> resize. A model card naming another id is refused at load.
+RESIZERS = {PREPROCESSING_ID: _letterbox, SQUASH_ID: _squash}
+
+
+def resize_for_model(img: Image.Image, size: int, preprocessing_id: str = PREPROCESSING_ID) -> np.ndarray:
+    """RGB image -> float32 array (size, size, 3) in [0, 255], as model `preprocessing_id` expects.
 
     The backbone's own normalisation lives inside the model graph, so this is
     all the preprocessing there is.
     """
-    resized = img.resize((size, size), RESAMPLE)
-    return np.asarray(resized, dtype=np.float32)
+    return RESIZERS[preprocessing_id](img, size)
 
 
-def preprocess(data: bytes, size: int) -> np.ndarray:
+def preprocess(data: bytes, size: int, preprocessing_id: str = PREPROCESSING_ID) -> np.ndarray:
     """Image bytes -> model input (size, size, 3) float32. Raises a ClientError on bad input."""
-    return resize_for_model(decode_rgb(data), size)
+    return resize_for_model(decode_rgb(data), size, preprocessing_id)
 
 
-def preprocess_file(path, size: int) -> np.ndarray:
+def preprocess_file(path, size: int, preprocessing_id: str = PREPROCESSING_ID) -> np.ndarray:
     """Training's entry point: the same bytes-in path the server uses."""
     with open(path, "rb") as fh:
-        return preprocess(fh.read(), size)
+        return preprocess(fh.read(), size, preprocessing_id)

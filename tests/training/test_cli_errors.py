@@ -15,7 +15,7 @@ from tests.training.synthetic import make_folder
 def test_bad_weights_are_a_clear_error(tmp_path, capsys, weights, message):
     data = make_folder(tmp_path / "data", per_class=8, seed=0)
     (tmp_path / "garbage.weights.h5").write_text("not an HDF5 file")
-    code = main(["train", "--data", str(data), "--out", str(tmp_path / "m"), "--report", str(tmp_path / "r"),
+    code = main(["train", "--recipe", "frozen", "--data", str(data), "--out", str(tmp_path / "m"), "--report", str(tmp_path / "r"),
                  "--work", str(tmp_path / "w"), "--weights", str(tmp_path / weights), "--input-size", "32"])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err

@@ -25,7 +25,7 @@ def trained(tmp_path_factory):
     data = make_folder(root / "data", per_class=30, seed=1)
     # a duplicate across classes, to check conflicting groups stay out of the split
     (data / "malignant" / "dup.png").write_bytes((data / "benign" / "benign (1).png").read_bytes())
-    args = ["train", "--data", str(data), "--out", str(root / "model"), "--report", str(root / "report"),
+    args = ["train", "--recipe", "frozen", "--data", str(data), "--out", str(root / "model"), "--report", str(root / "report"),
             "--work", str(root / "work"), "--backbone", "efficientnet_b0", "--weights", "none", "--input-size", "48", "--epochs", "3",
             "--batch-size", "16", "--head-units", "0,32", "--head-dropout", "0.1", "--head-lr", "3e-3",
             "--head-epochs", "80", "--seed", "7", "--ensemble", "2", "--tta-flip", "auto"]
@@ -114,7 +114,7 @@ def test_default_stage1_is_chosen_by_cross_validation_and_refit(tmp_path):
     """--epochs 0 (the default): head, flip TTA and temperature chosen out of fold on train + val,
     the head refit on both, the test split still evaluated once by LiteRT."""
     data = make_folder(tmp_path / "data", per_class=20, seed=2)
-    args = ["train", "--data", str(data), "--out", str(tmp_path / "model"), "--report", str(tmp_path / "report"),
+    args = ["train", "--recipe", "frozen", "--data", str(data), "--out", str(tmp_path / "model"), "--report", str(tmp_path / "report"),
             "--work", str(tmp_path / "work"), "--backbone", "efficientnet_b0", "--weights", "none",
             "--input-size", "40", "--head-c", "0.01,1", "--seed", "3", "--cv-folds", "3"]
     assert main(args) == 0

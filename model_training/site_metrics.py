@@ -1,0 +1,95 @@
+"""Per-site (and per-device) metrics of the lesion-aware model at its operating point, with
+bootstrap intervals: what a new hospital would see."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from .calibrate import ece
+
+LABELS = ("normal", "benign", "malignant")
+
+
+def hierarchical_probs(lesion: np.ndarray, malig: np.ndarray, *, t_lesion: float = 1.0,
+                       t_malig: float = 1.0) -> np.ndarray:
+    """(views, N) logits -> (N, 3) [normal, benign, malignant], the mean over views, as the served graph."""
+    p_les = 1 / (1 + np.exp(-np.asarray(lesion, dtype=np.float64) / t_lesion))
+    p_mal = 1 / (1 + np.exp(-np.asarray(malig, dtype=np.float64) / t_malig))
+    return np.stack([1 - p_les, p_les * (1 - p_mal), p_les * p_mal], axis=-1).mean(axis=0)
+
+
+def decide(probs: np.ndarray, threshold: float | None, normal_threshold: float | None = None) -> np.ndarray:
+    """Label indices under the operating point (same rule as ModelCard.decide)."""
+    if threshold is None:
+        return probs.argmax(axis=1)
+    other = np.where(probs[:, 0] >= (normal_threshold if normal_threshold is not None else probs[:, 1]), 0, 1)
+    return np.where(probs[:, 2] >= threshold, 2, other)
+
+
+def normal_threshold_for(p_normal_of_lesions: np.ndarray, max_lesions_called_normal: float) -> float:
+    """The lowest p(normal) threshold (>= 0.5) that calls at most this share of these lesions normal."""
+    if not len(p_normal_of_lesions):
+        return 0.5
+    q = float(np.quantile(p_normal_of_lesions, 1.0 - max_lesions_called_normal, method="higher"))
+    return float(min(max(0.5, q + 1e-6), 1.0))
+
+
+def binary_ece(p: np.ndarray, y: np.ndarray, n_bins: int = 15) -> float:
+    """ECE of a binary probability (malignant vs not), as a two-class top-label ECE."""
+    return ece(np.stack([1 - p, p], axis=1), y.astype(int), n_bins)
+
+
+def threshold_for_sensitivity(p_mal: np.ndarray, is_mal: np.ndarray, target: float) -> float:
+    """The largest threshold whose sensitivity on these images is >= target."""
+    pos = np.sort(p_mal[is_mal])[::-1]
+    if not len(pos):
+        return 0.5
+    k = int(np.ceil(target * len(pos))) - 1
+    return float(np.clip(pos[min(max(k, 0), len(pos) - 1)], 1e-4, 1 - 1e-4))
+
+
+def _point(labels: np.ndarray, probs: np.ndarray, threshold: float | None, normal_threshold: float | None) -> dict:
+    pred = decide(probs, threshold, normal_threshold)
+    lesion = labels != 0
+    is_mal = labels == 2
+    out = {"n": int(len(labels)), "n_lesions": int(lesion.sum()), "n_malignant": int(is_mal.sum())}
+    mal_auc_ok = lesion.any() and 0 < is_mal[lesion].sum() < lesion.sum()
+    out["auc_malignant"] = float(roc_auc_score(is_mal[lesion], probs[lesion, 2])) if mal_auc_ok else None
+    out["sensitivity"] = float((pred[is_mal] == 2).mean()) if is_mal.any() else None
+    not_mal = ~is_mal
+    out["specificity"] = float((pred[not_mal] != 2).mean()) if not_mal.any() else None
+    out["ece_malignant"] = binary_ece(probs[:, 2], is_mal) if len(labels) else None
+    out["lesions_called_normal"] = float((pred[lesion] == 0).mean()) if lesion.any() else None
+    out["accuracy"] = float((pred == labels).mean()) if len(labels) else None
+    out["ece_top_label"] = ece(probs, labels) if len(labels) else None
+    if (labels == 0).any():
+        out["normals_called_normal"] = float((pred[labels == 0] == 0).mean())
+    return out
+
+
+def site_metrics(labels: list[str], probs: np.ndarray, threshold: float | None, normal_threshold: float | None = None,
+                 *, n_boot: int = 500, seed: int = 0) -> dict:
+    """Point metrics plus percentile 95 % intervals (images resampled) for AUC, sensitivity, specificity."""
+    y = np.array([LABELS.index(l) for l in labels])
+    out = _point(y, probs, threshold, normal_threshold)
+    rng = np.random.default_rng(seed)
+    boot: dict[str, list[float]] = {"auc_malignant": [], "sensitivity": [], "specificity": [], "ece_malignant": []}
+    for _ in range(n_boot if len(y) else 0):
+        i = rng.integers(0, len(y), len(y))
+        p = _point(y[i], probs[i], threshold, normal_threshold)
+        for k in boot:
+            if p[k] is not None:
+                boot[k].append(p[k])
+    out["ci95"] = {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
+                   for k, v in boot.items() if len(v) >= n_boot // 2}
+    return out
+
+
+def by_device(labels: list[str], devices: list[str], probs: np.ndarray, threshold: float | None,
+              normal_threshold: float | None = None) -> dict:
+    out = {}
+    for dev in sorted(set(devices) - {""}):
+        idx = [i for i, d in enumerate(devices) if d == dev]
+        out[dev] = site_metrics([labels[i] for i in idx], probs[idx], threshold, normal_threshold, n_boot=200)
+    return out

@@ -1,0 +1,177 @@
+"""Several labelled folders, one per site: images, lesion masks, patient groups and devices, decoded
+through the serving preprocessing (letterbox) and cached as compact arrays for the lesion recipe.
+
+A site folder uses the BUSI layout (`<root>/<class>/<name>.png` with `<name>_mask*.png` beside it).
+It may carry one metadata CSV whose columns name the image (`ID`, `id`, `image` or `file`: the
+file stem) and the patient (`Case`, `patient`, `patient_id`, `group`); a `Device` column gives the
+scanner. Groups are the union of "same patient" (from the CSV) and "same frame" (the near-duplicate
+audit), so neither a patient nor a repeated frame is ever split.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from classifier.preprocessing import PREPROCESSING_ID, placement, resize_for_model
+
+from .data import Sample, decode_all, discover, fingerprint
+from .dedup import NEAR_DUP_THRESHOLD, _UnionFind, find_duplicates
+from .errors import DataFolderError
+
+ID_COLUMNS = ("ID", "id", "image", "image_id", "file", "filename")
+GROUP_COLUMNS = ("Case", "case", "patient", "patient_id", "PatientID", "group")
+DEVICE_COLUMNS = ("Device", "device", "scanner")
+#: Pixels per heatmap cell: the stride of the backbone layer the segmentation head reads
+#: (224 px input -> a 14 x 14 heatmap).
+CELL = 16
+
+
+def grid_for(input_size: int) -> int:
+    return input_size // CELL
+
+
+@dataclasses.dataclass
+class Site:
+    """One site's images as arrays. `x` is grey uint8 (N, S, S): the model averages RGB to grey
+    first, so the grey frame is all it sees; `mask` is the lesion mask letterboxed the same way."""
+
+    name: str
+    root: Path
+    samples: list[Sample]
+    labels: list[str]  # per image
+    x: np.ndarray  # (N, S, S) uint8 grey, letterboxed
+    mask: np.ndarray  # (N, S, S) uint8 {0, 255}
+    has_mask: np.ndarray  # (N,) bool: a mask file exists (normal images: an empty mask counts)
+    groups: list[str]  # "<site>:<group>" per image
+    devices: list[str]  # per image ("" when unknown)
+    fingerprint: str
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def subset(self, idx) -> "Site":
+        idx = np.asarray(idx, dtype=int)
+        pick = lambda seq: [seq[i] for i in idx]  # noqa: E731
+        return Site(self.name, self.root, pick(self.samples), pick(self.labels), self.x[idx], self.mask[idx],
+                    self.has_mask[idx], pick(self.groups), pick(self.devices), self.fingerprint)
+
+
+def site_name(root: Path) -> str:
+    return Path(root).resolve().name
+
+
+def _read_metadata(root: Path) -> dict[str, dict[str, str]]:
+    """stem -> {"group", "device"} from the folder's metadata CSV, if it has one."""
+    for path in sorted(root.glob("*.csv")):
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+        if not rows:
+            continue
+        cols = rows[0].keys()
+        id_col = next((c for c in ID_COLUMNS if c in cols), None)
+        group_col = next((c for c in GROUP_COLUMNS if c in cols), None)
+        if not id_col or not group_col:
+            continue
+        device_col = next((c for c in DEVICE_COLUMNS if c in cols), None)
+        return {Path(r[id_col]).stem: {"group": str(r[group_col]), "device": (r.get(device_col) or "") if device_col else ""}
+                for r in rows}
+    return {}
+
+
+def mask_files(image: Path) -> list[Path]:
+    """`<stem>_mask.png`, `<stem>_mask_1.png`, ... beside the image (BUSI and BUS-BRA layouts)."""
+    return sorted(image.parent.glob(f"{_glob_escape(image.stem)}_mask*.png"))
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "[]*?" else c for c in text)
+
+
+def _letterbox_mask(files: list[Path], size: tuple[int, int], side: int) -> np.ndarray:
+    """Union of the mask files, resized like the image (same placement), as {0, 255} uint8."""
+    union = np.zeros(size[::-1], dtype=bool)
+    for f in files:
+        m = Image.open(f).convert("L")
+        if m.size != size:
+            m = m.resize(size, Image.Resampling.NEAREST)
+        union |= np.asarray(m) > 127
+    img = Image.fromarray((union * 255).astype(np.uint8)).convert("RGB")
+    return (resize_for_model(img, side)[..., 0] > 127).astype(np.uint8) * 255
+
+
+def _cache_key(root: Path, fp: str, side: int) -> str:
+    return hashlib.sha256(f"{fp}|{side}|{PREPROCESSING_ID}|{NEAR_DUP_THRESHOLD}|v1".encode()).hexdigest()[:16]
+
+
+def load_site(root: Path | str, *, side: int, cache_dir: Path | None = None, skip_bad: bool = False,
+              near_dup_threshold: float = NEAR_DUP_THRESHOLD) -> Site:
+    """Decode a site folder once (cached on disk by content hash) into grey letterboxed arrays."""
+    root = Path(root)
+    all_samples, _ = discover(root)
+    fp = fingerprint(all_samples)
+    name = site_name(root)
+    cache = Path(cache_dir) / f"site-{name}-{_cache_key(root, fp, side)}.npz" if cache_dir else None
+    meta = _read_metadata(root)
+    if cache is not None and cache.is_file():
+        z = np.load(cache, allow_pickle=False)
+        keys = [str(k) for k in z["keys"]]
+        by_key = {s.key: s for s in all_samples}
+        samples = [by_key[k] for k in keys]
+        return Site(name, root, samples, [s.label for s in samples], z["x"], z["mask"], z["has_mask"],
+                    [str(g) for g in z["groups"]], [str(d) for d in z["devices"]], fp)
+    samples, images = decode_all(all_samples, skip_bad=skip_bad, desc=f"decode {name}")
+    n = len(samples)
+    x = np.empty((n, side, side), dtype=np.uint8)
+    mask = np.zeros((n, side, side), dtype=np.uint8)
+    has_mask = np.zeros(n, dtype=bool)
+    for i, (s, img) in enumerate(tqdm(list(zip(samples, images)), desc=f"letterbox {name}", unit="img", leave=False)):
+        x[i] = np.rint(resize_for_model(img, side).mean(axis=-1)).astype(np.uint8)
+        files = mask_files(s.path)
+        if files:
+            has_mask[i] = True
+            mask[i] = _letterbox_mask(files, img.size, side)
+    # Groups: same patient (metadata) or same frame (near-duplicate audit), joined transitively.
+    dup = find_duplicates(images, threshold=near_dup_threshold)
+    uf = _UnionFind(n)
+    first_of: dict[str, int] = {}
+    for i, s in enumerate(samples):
+        patient = meta.get(s.path.stem, {}).get("group")
+        key = f"p:{patient}" if patient is not None else f"d:{dup.group_of[i]}"
+        uf.union(first_of.setdefault(key, i), i)
+        uf.union(first_of.setdefault(f"d:{dup.group_of[i]}", i), i)
+    groups = [f"{name}:{uf.find(i)}" for i in range(n)]
+    devices = [meta.get(s.path.stem, {}).get("device", "") for s in samples]
+    site = Site(name, root, samples, [s.label for s in samples], x, mask, has_mask, groups, devices, fp)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp.npz")
+        np.savez(tmp, keys=np.array([s.key for s in samples]), x=x, mask=mask, has_mask=has_mask,
+                 groups=np.array(groups), devices=np.array(devices))
+        tmp.replace(cache)
+    return site
+
+
+def load_sites(roots, *, side: int, cache_dir: Path | None = None, skip_bad: bool = False) -> list[Site]:
+    sites = [load_site(r, side=side, cache_dir=cache_dir, skip_bad=skip_bad) for r in roots]
+    names = [s.name for s in sites]
+    if len(set(names)) != len(names):
+        raise DataFolderError(f"two data folders share a name ({', '.join(names)}): each folder is a site, "
+                              "name them apart")
+    return sites
+
+
+def mask_grid(mask: np.ndarray, grid: int) -> np.ndarray:
+    """(N, S, S) {0, 255} -> (N, grid, grid) float32 lesion fraction per cell."""
+    n, s, _ = mask.shape
+    k = s // grid
+    return (mask[:, :k * grid, :k * grid].reshape(n, grid, k, grid, k).mean(axis=(2, 4)) / 255.0).astype(np.float32)
+
+
+__all__ = ["Site", "load_site", "load_sites", "mask_grid", "placement", "grid_for", "CELL"]
