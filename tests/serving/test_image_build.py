@@ -101,7 +101,8 @@ def test_cmd_names_a_real_handler_function():
 def test_env_names_are_the_ones_the_settings_read():
     env_text = " ".join(args for word, args in instructions() if word == "ENV")
     names = set(re.findall(r"([A-Z_]+)=", env_text))
-    optional = {"POWERTOOLS_METRICS_DISABLED", "CLASSIFIER_CORS_ORIGINS"}  # off unless the stack sets them
+    # off unless the stack (or the operator) sets them
+    optional = {"POWERTOOLS_METRICS_DISABLED", "CLASSIFIER_CORS_ORIGINS", "CLASSIFIER_LOG_PREDICTIONS"}
     read = {v for k, v in vars(settings_module).items() if k.startswith("ENV_")} - optional
     assert names == read
     assert "CLASSIFIER_MODEL_DIR=${LAMBDA_TASK_ROOT}/model" in env_text
@@ -118,7 +119,7 @@ def test_image_requirements_are_runtime_only_and_pinned():
 
 def test_serving_package_imports_nothing_the_image_lacks():
     """No TensorFlow, Keras or training code, and no third-party module outside the requirements."""
-    allowed_third_party = {"numpy", "PIL", "ai_edge_litert", "aws_lambda_powertools"}
+    allowed_third_party = {"numpy", "PIL", "ai_edge_litert", "aws_lambda_powertools", "simplejpeg"}
     stdlib = set(sys.stdlib_module_names)
     for path in (CONTEXT / "classifier").glob("*.py"):
         tree = ast.parse(path.read_text())
