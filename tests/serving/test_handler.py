@@ -47,12 +47,13 @@ def _headers(response) -> dict[str, str]:
 
 
 def assert_prediction(body, engine, data):
-    assert set(body) == {"label", "probabilities", "model", "disclaimer"}
+    assert {"label", "label_rule", "probabilities", "model", "disclaimer"} <= set(body) <= {
+        "label", "label_rule", "probabilities", "model", "disclaimer", "localisation"}
     probs = body["probabilities"]
     assert list(probs) == LABELS
     assert all(isinstance(p, float) and 0.0 <= p <= 1.0 for p in probs.values())
     assert sum(probs.values()) == pytest.approx(1.0, abs=1e-9)
-    assert body["label"] == max(probs, key=probs.get)
+    assert (body["label"], body["label_rule"]) == engine.card.decide(probs)
     assert body["model"] == {"name": engine.card.name, "version": engine.card.version}
     assert body["disclaimer"].startswith("Research use only")
     expected = engine.predict_bytes(data)
@@ -222,7 +223,7 @@ def test_unexpected_fault_is_a_500_with_request_id_and_no_details(tiny_model_dir
     def boom(_data):
         raise RuntimeError("secret internal detail /opt/path")
 
-    monkeypatch.setattr(svc.engine(), "predict_bytes", boom)
+    monkeypatch.setattr(svc.engine(), "analyse", boom)
     rid = str(uuid.uuid4())
     status, body, _ = call(svc, predict_raw(image_bytes(), request_id=rid))
     assert status == 500
