@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                                     deps_python=args.deps_python)),
         ("hostile", lambda: hostile.run(model_dir=model_dir, warm_image=images[0][1])),
         ("api_overhead", lambda: hostile.run_overhead(model_dir=model_dir, images=images, log_dir=args.cache,
-                                                      requests=60 if args.quick else 300)),
+                                                      requests=60 if args.quick else 400)),
     ]
     section_of = {"inference": "inference", "cold_start": "cold", "local_api": "api",
                   "training": "training", "sizes": "sizes", "hostile": "hostile", "api_overhead": "overhead"}

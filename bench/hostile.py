@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from .stats import summarize
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +83,7 @@ def run(*, model_dir: Path, warm_image: bytes, timeout_s: float = 120.0) -> dict
     }
 
 
-def run_overhead(*, model_dir: Path, images: list[tuple[str, bytes]], log_dir: Path, requests: int = 300) -> dict:
+def run_overhead(*, model_dir: Path, images: list[tuple[str, bytes]], log_dir: Path, requests: int = 400) -> dict:
     """HTTP (one connection per request, as curl) vs in-process, the same images, interleaved blocks."""
     from .api_load import local_api, request
     from .serving import LambdaContext, load_handler, rest_event
@@ -91,28 +93,29 @@ def run_overhead(*, model_dir: Path, images: list[tuple[str, bytes]], log_dir: P
     events = [rest_event(data, content_type="image/png") for data in payloads]
     for ev in events:
         handler(ev, LambdaContext())
-    inproc, http = [], []
+    inproc, http, paired = [], [], []
     with local_api(model_dir, log_dir=log_dir) as server:
         for data in payloads:
             request(server.port, "POST", "/predict", data, {"Content-Type": "image/png"})
-        for block in range(0, requests, 20):
-            for i in range(block, min(block + 20, requests)):
-                ev = rest_event(payloads[i % len(payloads)], content_type="image/png")
-                t0 = time.perf_counter()
-                handler(ev, LambdaContext())
-                inproc.append(time.perf_counter() - t0)
-            for i in range(block, min(block + 20, requests)):
-                t0 = time.perf_counter()
-                status, _ = request(server.port, "POST", "/predict", payloads[i % len(payloads)],
-                                    {"Content-Type": "image/png"})
-                http.append(time.perf_counter() - t0)
-                assert status == 200, status
+        for i in range(requests):  # alternate one in-process call and one HTTP request: the same load for both
+            data = payloads[i % len(payloads)]
+            t0 = time.perf_counter()
+            handler(rest_event(data, content_type="image/png"), LambdaContext())
+            t1 = time.perf_counter()
+            status, _ = request(server.port, "POST", "/predict", data, {"Content-Type": "image/png"})
+            t2 = time.perf_counter()
+            assert status == 200, status
+            inproc.append(t1 - t0)
+            http.append(t2 - t1)
+            paired.append((t2 - t1) - (t1 - t0))
     a, b = summarize(inproc), summarize(http)
     out = {"in_process": a, "http": b, "overhead_p50_ms": round(b["p50_ms"] - a["p50_ms"], 3),
-           "goal_ms": OVERHEAD_GOAL_MS,
-           "method": "same images, 20 in-process calls then 20 HTTP requests (new connection each), repeated; "
-                     "in-process includes building the proxy event"}
-    print(f"  local API overhead p50: {out['overhead_p50_ms']} ms (HTTP {b['p50_ms']} vs in-process {a['p50_ms']})",
+           "paired_median_ms": round(float(np.median(paired)) * 1000, 3), "goal_ms": OVERHEAD_GOAL_MS,
+           "method": "same images, one in-process call (building the proxy event included) then one HTTP request "
+                     "(a new connection each, as curl) to `python -m classifier.local_api`, alternated; the goal is "
+                     "judged on the difference of the p50s; paired_median_ms is the median of per-pair differences"}
+    print(f"  local API overhead p50: {out['overhead_p50_ms']} ms (HTTP {b['p50_ms']} vs in-process {a['p50_ms']}; "
+          f"paired median {out['paired_median_ms']} ms)",
           file=sys.stderr)
     return out
 

@@ -175,7 +175,8 @@ def markdown(results: dict) -> str:
     if ov:
         out += ["## Local API overhead", "",
                 f"HTTP p50 {ov['http']['p50_ms']} ms vs in-process p50 {ov['in_process']['p50_ms']} ms: "
-                f"**{ov['overhead_p50_ms']} ms** of the local API's own (goal <= {ov['goal_ms']} ms). {ov['method']}.", ""]
+                f"**{ov['overhead_p50_ms']} ms** of the local API's own (goal <= {ov['goal_ms']} ms); median of the "
+                f"per-pair differences {ov.get('paired_median_ms', '-')} ms. {ov['method']}.", ""]
     carried = (results.get("meta") or {}).get("carried_over")
     if carried:
         out += ["Sections not re-run in this invocation (`--only`), kept from the previous results: "
