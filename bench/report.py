@@ -220,7 +220,9 @@ def readme_block(results: dict) -> str:
     meta = results.get("meta", {})
     return (f"{TABLE_START}\nFrom `make bench` at {meta.get('finished_utc', '?')} on "
             f"{_get(results, 'environment', 'cpu', default='?')} ({_get(results, 'environment', 'logical_cores')} cores), "
-            f"model {meta.get('model_name', '?')} {meta.get('model_version', '')}:\n\n"
+            f"model {meta.get('model_name', '?')} {meta.get('model_version', '')}"
+            + (f" (not re-run then, kept from earlier runs: {'; '.join(meta['carried_over'])})"
+               if meta.get("carried_over") else "") + ":\n\n"
             f"{goals_table(results)}\n\nDetails, load conditions and sizes: [bench/results.md](bench/results.md).\n{TABLE_END}")
 
 
