@@ -123,14 +123,19 @@ def main(argv: list[str] | None = None) -> int:
             previous = json.loads(previous_path.read_text())
         except ValueError:
             previous = {}
+        prev_meta = previous.get("meta", {})
         for key, section in section_of.items():
             if section not in sections and key in previous:
                 results[key] = previous[key]
-                results["meta"].setdefault("carried_over", []).append(
-                    f"{key} (from {previous.get('meta', {}).get('finished_utc', '?')})")
+                when = (prev_meta.get("measured_at") or {}).get(key) or prev_meta.get("finished_utc", "?")
+                results["meta"].setdefault("measured_at", {})[key] = when
+                results["meta"].setdefault("carried_over", []).append(f"{key} (from {when})")
 
     results["load"]["end"] = environment.snapshot()
     results["meta"]["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for key, section in section_of.items():
+        if section in sections and key in results:
+            results["meta"].setdefault("measured_at", {})[key] = results["meta"]["finished_utc"]
     results["goals"] = report.goals(results)
 
     args.out.mkdir(parents=True, exist_ok=True)
