@@ -94,7 +94,7 @@ def _load_first_frame(img: Image.Image) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img.seek(0)
-            if img.format == "JPEG":
+            if info.format == "JPEG":  # sniffed: an MPO (a JPEG with more frames) is checked too
                 if data is not None:
                     decoded = decoding.decode_jpeg(data, img)
                     if decoded is not img:  # simplejpeg's pixels; the orientation comes from the EXIF

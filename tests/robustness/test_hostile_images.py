@@ -141,3 +141,15 @@ def test_scan_counter_matches_the_file():
     assert decoding.inspect(c.jpeg()).jpeg_scans == 1
     assert decoding.inspect(c.jpeg(progressive=True)).jpeg_scans >= 6
     assert decoding.inspect(c.jpeg(mode="L", progressive=True)).jpeg_scans <= 10
+
+
+def test_mpo_is_decoded_strictly_like_any_jpeg():
+    """Pillow opens a multi-picture JPEG as format MPO: the strict path must still apply (first frame)."""
+    img = c.grey_image(96, 80).convert("RGB")
+    buf = io.BytesIO()
+    img.save(buf, format="MPO", save_all=True, append_images=[img])
+    data = buf.getvalue()
+    assert decode_rgb(data).size == (96, 80)
+    with pytest.raises(Exception) as info:
+        decode_rgb(data[: len(data) // 4] + b"\xff\xd9")
+    assert getattr(info.value, "code", None) == "corrupt_image"
