@@ -18,8 +18,8 @@ whatever else its file claims. The rules, each a fixed number (README, "Limits")
   values, ``0 .. 2**s - 1`` -> ``0 .. 255`` (larger values clip to 255); without one, the full range,
   ``0 .. 65535`` -> ``0 .. 255``. Both are ``(v * 255 + m // 2) // m`` with ``m = 2**s - 1``: never
   scaled by the image's own maximum. 16-bit colour PNGs keep the high byte of each sample
-  (Pillow's fixed rule; ``sBIT`` is not applied there). Images with 16-bit samples or an alpha
-  channel are limited to ``MAX_WIDE_PIXELS`` pixels: they decode to 2-4 bytes a pixel before
+  (Pillow's fixed rule; ``sBIT`` is not applied there). Images with 16-bit samples, an alpha
+  channel or a ``tRNS`` transparency chunk are limited to ``MAX_WIDE_PIXELS`` pixels: they decode to 2-4 bytes a pixel before
   conversion, so the same 40 MP would need far more memory than an 8-bit RGB frame.
 - **BMP**: uncompressed (``BI_RGB``, ``BI_BITFIELDS``) only. Run-length-encoded BMPs (RLE4, RLE8)
   go through Pillow's pure-Python decoder (a 26 KB file took 4.5 s): refused, like embedded JPEG/PNG.
@@ -78,12 +78,13 @@ class FileInfo:
     png_bit_depth: int | None = None
     png_colour_type: int | None = None
     png_significant_bits: int | None = None  # sBIT of a greyscale PNG, when present
+    png_transparency: bool = False  # a tRNS chunk: converted through RGBA like an alpha channel
     jpeg_scans: int = 0
 
     @property
     def wide(self) -> bool:
-        """16-bit samples or an alpha channel: held at 2-4 bytes a pixel while decoding."""
-        return self.png_bit_depth == 16 or self.png_colour_type in _PNG_ALPHA_TYPES
+        """16-bit samples or transparency: held at 2-4 bytes a pixel while decoding and converting."""
+        return self.png_bit_depth == 16 or self.png_colour_type in _PNG_ALPHA_TYPES or self.png_transparency
 
 
 def inspect(data: bytes) -> FileInfo:
@@ -235,6 +236,7 @@ def _png_info(data: bytes) -> FileInfo:
     """IHDR depth and colour type, and the sBIT chunk of a greyscale image; counts the chunks."""
     n, i, chunks = len(data), 8, 0
     depth = colour = sbit = None
+    trns = False
     while i + 8 <= n:
         length = struct.unpack_from(">I", data, i)[0]
         kind = data[i + 4 : i + 8]
@@ -246,12 +248,15 @@ def _png_info(data: bytes) -> FileInfo:
             depth, colour = body[8], body[9]
         elif kind == b"sBIT" and colour == 0 and len(body) >= 1 and depth == 16:
             sbit = body[0]
+        elif kind == b"tRNS":
+            trns = True
         elif kind == b"IEND":
             break
         i += 12 + length
     if sbit is not None and not 1 <= sbit <= 16:
         raise CorruptImage(f"the PNG's sBIT chunk declares {sbit} significant bits for 16-bit samples")
-    return FileInfo("PNG", png_bit_depth=depth, png_colour_type=colour, png_significant_bits=sbit)
+    return FileInfo("PNG", png_bit_depth=depth, png_colour_type=colour, png_significant_bits=sbit,
+                    png_transparency=trns)
 
 
 def grey16_to_l(img: Image.Image, significant_bits: int | None) -> Image.Image:

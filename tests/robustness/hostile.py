@@ -129,10 +129,17 @@ def png_bytes(width: int, height: int, colour_type: int, bit_depth: int, rows: C
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + extra_chunks + plte + idats + _chunk(b"IEND", b"")
 
 
-def png_zlib_bomb(side: int, colour_type: int, bit_depth: int = 8) -> bytes:
+def png_zlib_bomb(side: int, colour_type: int, bit_depth: int = 8, *, trns: bool = False) -> bytes:
     """side x side of one flat value (a few hundred KB for tens of MB of pixels) in any colour type."""
     row = bytes([0x80]) * (side * _SAMPLES[colour_type] * bit_depth // 8)
-    return png_bytes(side, side, colour_type, bit_depth, lambda _y: row)
+    extra = _chunk(b"tRNS", bytes(range(256))) if trns else b""
+    if trns and colour_type != 3:
+        extra = _chunk(b"tRNS", b"\x00\x80" * (3 if colour_type == 2 else 1))
+    data = png_bytes(side, side, colour_type, bit_depth, lambda _y: row)
+    if not extra:
+        return data
+    at = data.index(b"IDAT") - 4  # tRNS goes after PLTE, before the image data
+    return data[:at] + extra + data[at:]
 
 
 def png16_grey(values: np.ndarray, *, sbit: int | None = None) -> bytes:
@@ -225,6 +232,12 @@ CORPUS: list[Case] = [
     Case("png-zlib-bomb-grey-40mp", lambda: png_zlib_bomb(SIDE_40MP, 0), PNG, 200, None, heavy=True),
     Case("png-zlib-bomb-rgb-40mp", lambda: png_zlib_bomb(SIDE_40MP, 2), PNG, 200, None, heavy=True),
     Case("png-zlib-bomb-palette-40mp", lambda: png_zlib_bomb(SIDE_40MP, 3), PNG, 200, None, heavy=True),
+    Case("png-zlib-bomb-palette-trns-40mp", lambda: png_zlib_bomb(SIDE_40MP, 3, trns=True), PNG, 422,
+         "bad_image_dimensions"),
+    Case("png-zlib-bomb-palette-trns-at-wide-limit", lambda: png_zlib_bomb(SIDE_WIDE, 3, trns=True), PNG, 200, None,
+         heavy=True),
+    Case("png-zlib-bomb-grey-trns-40mp", lambda: png_zlib_bomb(SIDE_40MP, 0, trns=True), PNG, 422,
+         "bad_image_dimensions"),
     Case("png-zlib-bomb-grey-alpha-40mp", lambda: png_zlib_bomb(SIDE_40MP, 4), PNG, 422, "bad_image_dimensions"),
     Case("png-zlib-bomb-rgba-40mp", lambda: png_zlib_bomb(SIDE_40MP, 6), PNG, 422, "bad_image_dimensions"),
     Case("png-zlib-bomb-grey-alpha-at-wide-limit", lambda: png_zlib_bomb(SIDE_WIDE, 4), PNG, 200, None, heavy=True),
