@@ -127,6 +127,23 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--near-dup-threshold", type=float, default=d.near_dup_threshold)
     a.add_argument("--skip-bad", action="store_true")
 
+    ad = sub.add_parser("adapt", help="fit a trained lesion model to a new site with its labelled images",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                        description="With a few hundred labelled images from a new site (BUSI layout, masks not "
+                                    "needed), refit what is cheap to refit (the malignancy head or its calibration, "
+                                    "the lesion calibration when normal frames are given, the operating point), "
+                                    "compare before/after by group-aware cross-validation on those images, and write "
+                                    "a new versioned model folder (model.tflite, model.json, model.keras, "
+                                    "adapt_report.md) ready for `make deploy MODEL_DIR=...`.")
+    ad.add_argument("--model", type=Path, required=True, help="lesion-recipe model folder (with model.keras)")
+    ad.add_argument("--data", type=Path, required=True, help="the new site's labelled folder <root>/<class>/*.png")
+    ad.add_argument("--out", type=Path, required=True, help="where the adapted model folder goes")
+    ad.add_argument("--work", type=Path, default=Path("runs/adapt"), help="decoded-image cache")
+    ad.add_argument("--folds", type=int, default=5, help="cross-validation folds on the local images")
+    ad.add_argument("--max-images", type=int, default=None, help="use at most this many local images (whole patients)")
+    ad.add_argument("--target-sensitivity", type=float, default=d.target_sensitivity)
+    ad.add_argument("--seed", type=int, default=d.seed)
+
     e = sub.add_parser("evaluate", help="evaluate a model directory (tflite as served) on a labelled folder",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     e.add_argument("--model", type=Path, required=True, help="folder with model.tflite + model.json")
@@ -191,6 +208,13 @@ def main(argv: list[str] | None = None) -> int:
             audit.write_json(result, args.out)
             print(audit.summary_text(result))
             print(f"written: {args.out}")
+        elif args.command == "adapt":
+            from .adapt import adapt
+
+            result = adapt(model_dir=args.model, data=args.data, out=args.out, work=args.work, folds=args.folds,
+                           seed=args.seed, target_sensitivity=args.target_sensitivity, max_images=args.max_images)
+            print((args.out / "adapt_report.md").read_text())
+            print(f"written: {args.out} (version {result['version']})")
         elif args.command == "evaluate":
             from .evaluate import evaluate_folder
             from .report import metrics_table

@@ -1,0 +1,129 @@
+"""The lesion recipe on small synthetic sites the tests make: patient groups, masks, site-balanced
+augmentation, leave-one-site-out, the served heatmap, the model card's sites, and `adapt`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from model_training.__main__ import main
+from model_training.loso import split_site
+from model_training.sites import load_site, mask_grid
+from tests.training.synthetic import make_site
+
+
+@pytest.fixture(scope="module")
+def two_sites(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sites")
+    a = make_site(root / "site_a", per_class=14, seed=1)
+    b = make_site(root / "site_b", per_class=16, seed=2, classes=("benign", "malignant"), gain=0.6, offset=60,
+                  portrait=True, patients_csv=True, device="Scanner X")
+    return a, b
+
+
+def test_patients_from_the_metadata_csv_are_never_split(two_sites, tmp_path):
+    site = load_site(two_sites[1], side=64, cache_dir=tmp_path)
+    assert set(site.devices) == {"Scanner X"}
+    assert len(set(site.groups)) == 16  # two frames per patient
+    for seed in range(5):
+        sp = split_site(site, test_fraction=0.25, seed=seed)
+        train_groups = {site.groups[i] for i in sp.trainval}
+        test_groups = {site.groups[i] for i in sp.test}
+        assert train_groups and test_groups and not train_groups & test_groups
+    cached = load_site(two_sites[1], side=64, cache_dir=tmp_path)  # from the cache: same arrays and groups
+    assert np.array_equal(cached.x, site.x) and cached.groups == site.groups
+
+
+def test_masks_are_letterboxed_like_the_frames(two_sites, tmp_path):
+    site = load_site(two_sites[0], side=64, cache_dir=tmp_path)
+    for i, label in enumerate(site.labels):
+        inside = site.mask[i] > 0
+        if label == "normal":
+            assert not inside.any()
+        elif label == "malignant":  # a bright star: the mask sits on the bright pixels
+            assert site.x[i][inside].mean() > site.x[i][~inside].mean() + 60
+    grid = mask_grid(site.mask, 4)
+    assert grid.shape == (len(site), 4, 4) and 0 <= grid.min() and grid.max() <= 1
+
+
+def test_augmented_batches_keep_masks_on_lesions_and_draw_sites_evenly(two_sites, tmp_path):
+    from model_training.lesion_fit import make_dataset
+
+    big = make_site(tmp_path / "big", per_class=30, seed=3, classes=("malignant",))
+    small = make_site(tmp_path / "small", per_class=4, seed=4, classes=("normal",))
+    sites = [load_site(p, side=64, cache_dir=tmp_path) for p in (big, small)]
+    images, targets, weights = next(iter(make_dataset(sites, batch_size=64, seed=0)))
+    img, lesion = images.numpy(), targets["lesion"].numpy()[:, 0]
+    assert img.shape == (64, 64, 64, 3) and 0 <= img.min() and img.max() <= 255
+    assert 0.3 < lesion.mean() < 0.7  # 4 normal frames against 30 lesions, drawn about evenly
+    cells = targets["seg"].numpy()[..., 0]
+    assert cells.shape == (64, 4, 4)
+    assert cells[lesion == 0].max() == 0 and cells[lesion == 1].max(axis=(1, 2)).min() > 0
+    assert (weights["malig"].numpy()[lesion == 0] == 0).all()  # normal frames carry no malignancy target
+
+
+@pytest.fixture(scope="module")
+def trained(two_sites, tmp_path_factory):
+    root = tmp_path_factory.mktemp("lesion-run")
+    a, b = two_sites
+    code = main(["train", "--data", str(a), "--data", str(b), "--weights", "none", "--input-size", "64",
+                 "--epochs", "1", "--batch-size", "8", "--test-fraction", "0.25", "--out", str(root / "model"),
+                 "--report", str(root / "report"), "--work", str(root / "work")])
+    assert code == 0
+    return root
+
+
+def test_training_writes_sites_loso_operating_point_and_localisation(trained):
+    card = json.loads((trained / "model" / "model.json").read_text())
+    assert [s["name"] for s in card["sites"]] == ["site_a", "site_b"]
+    for s in card["sites"]:
+        assert s["leave_one_site_out"]["n"] == s["trainval"] and s["test_metrics"]["n"] == s["test"]
+        assert "auc_malignant" in s["leave_one_site_out"]
+    loso = card["extra"]["leave_one_site_out"]
+    assert loso["site_a"]["trained_on"] == ["site_b"] and loso["site_b"]["trained_on"] == ["site_a"]
+    assert "Scanner X" in loso["site_b"]["devices"]
+    op = card["operating_point"]
+    assert 0 < op["malignant_threshold"] < 1 and 0.5 <= op["normal_threshold"] <= 1
+    assert card["localisation"]["grid"] == 4 and card["preprocessing_id"].startswith("rgb-letterbox")
+    split = json.loads((trained / "report" / "split.json").read_text())
+    for site in split["sites"].values():
+        sides: dict[str, set] = {}
+        for f in site["files"].values():
+            sides.setdefault(f["group"], set()).add(f["split"])
+        assert all(len(v) == 1 for v in sides.values())
+    for name in ("report.md", "metrics.json", "site_roc.png", "site_reliability.png", "localisation_examples.png"):
+        assert (trained / "report" / name).stat().st_size > 0
+    assert "leave-one-site-out" in (trained / "report" / "report.md").read_text()
+
+
+def test_served_model_returns_probabilities_heatmap_and_box(trained, two_sites):
+    from classifier.engine import Engine
+
+    engine = Engine(trained / "model")
+    path = next((two_sites[1] / "malignant").glob("*[0-9].png"))
+    analysis = engine.analyse(path.read_bytes())
+    assert abs(sum(analysis.probabilities.values()) - 1) < 1e-5
+    heat = np.array(analysis.localisation.heatmap)
+    assert heat.shape == (4, 4) and 0 <= heat.min() and heat.max() <= 1
+    x, y, w, h = analysis.localisation.box
+    assert 0 <= x and 0 <= y and x + w <= 80 + 1 and y + h <= 100 + 1  # inside the 80x100 portrait frame
+
+
+def test_adapt_writes_a_new_model_and_improves_a_shifted_site(trained, tmp_path):
+    shifted = make_site(tmp_path / "site_c", per_class=20, seed=9, classes=("benign", "malignant"), gain=1.4,
+                        offset=-70, patients_csv=True)
+    out = tmp_path / "adapted"
+    assert main(["adapt", "--model", str(trained / "model"), "--data", str(shifted), "--out", str(out),
+                 "--work", str(tmp_path / "work"), "--folds", "4"]) == 0
+    card = json.loads((out / "model.json").read_text())
+    cv = card["extra"]["adapt"]["cross_validation"]
+    chosen = card["extra"]["adapt"]["chosen"]
+    assert chosen != "as_is", cv
+    assert cv[chosen]["nll_malignant"] < cv["as_is"]["nll_malignant"] - 0.05, cv
+    assert card["sites"][-1]["name"] == "site_c" and card["version"] != json.loads(
+        (trained / "model" / "model.json").read_text())["version"]
+    from classifier.engine import Engine
+
+    assert Engine(out).analyse(next((shifted / "benign").glob("*[0-9].png")).read_bytes()).localisation is not None
