@@ -9,7 +9,10 @@ PY := $(VENV)/bin/python
 SERVE_VENV ?= .venv-serve
 SERVE_PY := $(SERVE_VENV)/bin/python
 
-DATA ?= ../shared/data/busi
+# One folder per site (BUSI layout; BUS-BRA's bus_data.csv names the patients). The shared copies
+# are the project's development data; point DATA at your own folders (see README, "Data").
+DATA ?= ../shared/data/busi ../shared/data/busbra
+CV_DATA ?= ../shared/data/busi
 WEIGHTS ?= ../shared/weights/mobilenet_v2_1.0_224_imagenet_notop_from_coral_ptq.weights.h5
 MODEL_DIR ?= lambda_src/model
 REPORT_DIR ?= reports
@@ -51,11 +54,11 @@ test: $(VENV)/.installed ## run the whole test suite
 serve: $(SERVE_VENV)/.installed ## local API on 127.0.0.1:$(PORT), same events as API Gateway
 	PYTHONPATH=lambda_src $(SERVE_PY) -m classifier.local_api --model $(MODEL_DIR) --port $(PORT)
 
-train: $(VENV)/.installed ## train on DATA (BUSI layout) with WEIGHTS; writes $(MODEL_DIR) and $(REPORT_DIR)
-	$(PY) -m model_training train --data "$(DATA)" --weights "$(WEIGHTS)" --out $(MODEL_DIR) --report $(REPORT_DIR) $(TRAIN_ARGS)
+train: $(VENV)/.installed ## train on the site folders in DATA with WEIGHTS; writes $(MODEL_DIR) and $(REPORT_DIR)
+	$(PY) -m model_training train $(foreach d,$(DATA),--data "$(d)") --weights "$(WEIGHTS)" --out $(MODEL_DIR) --report $(REPORT_DIR) $(TRAIN_ARGS)
 
 cv: $(VENV)/.installed ## k-fold cross-validation of a training config on DATA's train + val (never test) -> reports/cv/latest
-	$(PY) -m model_training cv --data "$(DATA)" --weights "$(WEIGHTS)" --out $(REPORT_DIR)/cv/latest $(TRAIN_ARGS)
+	$(PY) -m model_training cv --data "$(CV_DATA)" --weights "$(WEIGHTS)" --out $(REPORT_DIR)/cv/latest $(TRAIN_ARGS)
 
 evaluate: $(VENV)/.installed ## evaluate the served model on a labelled folder DATA; writes $(EVAL_OUT)
 	$(PY) -m model_training evaluate --model $(MODEL_DIR) --data "$(DATA)" --out $(EVAL_OUT)

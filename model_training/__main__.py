@@ -13,7 +13,7 @@ from .errors import TrainingError
 _DEFAULTS = TrainConfig(data=(Path("."),), out=Path("."), report=Path("."))
 #: Lesion recipe defaults (shared/NOTES.md: 4-10 epochs with the top ~30 % unfrozen helped on a new site;
 #: README "How the lesion recipe was chosen" has the leave-one-site-out runs behind them).
-LESION_EPOCHS, LESION_UNFREEZE = 8, 0.3
+LESION_EPOCHS, LESION_UNFREEZE = 15, 0.3
 
 
 def _floats(text: str) -> tuple[float, ...]:

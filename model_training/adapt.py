@@ -25,7 +25,8 @@ from classifier.model_card import ModelCard
 
 from .errors import DataFolderError, TrainingError
 from .lesion_fit import as_input
-from .site_metrics import hierarchical_probs, normal_threshold_for, site_metrics, threshold_for_sensitivity
+from .site_metrics import (hierarchical_probs, malignant_given_lesion, normal_threshold_for, site_metrics,
+                           threshold_for_sensitivity)
 from .sites import Site, load_site
 from .split import assign_folds
 
@@ -157,9 +158,10 @@ def cross_validate(f: Features, labels: np.ndarray, groups: list[str], *, folds:
 
 def _operating_point(probs: np.ndarray, labels: np.ndarray, target: float) -> tuple[float, float | None]:
     is_mal = labels == "malignant"
-    thr = threshold_for_sensitivity(probs[:, 2], is_mal, target)
+    conditional = malignant_given_lesion(probs)
+    thr = threshold_for_sensitivity(conditional, is_mal, target)
     lesion = labels != "normal"
-    below = lesion & (probs[:, 2] < thr)
+    below = lesion & (conditional < thr)
     nthr = normal_threshold_for(probs[below, 0], 0.02 * lesion.sum() / max(below.sum(), 1)) \
         if (labels == "normal").any() else 0.5
     return thr, nthr

@@ -88,7 +88,7 @@ def build_lesion_model(*, input_size: int, weights: str, backbone: str = "mobile
     context = keras.layers.GlobalAveragePooling2D(name="context")(f7)
     z = keras.layers.Dropout(dropout, name="dropout")(keras.layers.Concatenate(name="malig_features")([at_lesion, context]))
     malig = keras.layers.Dense(1, name="malig")(z)
-    model = keras.Model(image, {"seg": seg, "lesion": lesion, "malig": malig}, name="lesion_model")
+    model = keras.Model(image, {"seg": seg, "lesion": lesion, "malig": malig, "context": context}, name="lesion_model")
     return model, feature_maps
 
 
@@ -102,20 +102,23 @@ def set_trainable_backbone(backbone: keras.Model, fraction: float) -> int:
 
 def build_served(models: list[keras.Model], *, input_size: int, lesion_temperature: float,
                  malignant_temperature: float, tta_flip: bool) -> keras.Model:
-    """RGB [0, 255] -> (calibrated [normal, benign, malignant], heatmap (input/16)^2 in [0, 1]),
+    """RGB [0, 255] -> (calibrated [normal, benign, malignant], heatmap (input/16)^2 in [0, 1], pooled features),
     averaged over the models and, with tta_flip, over the image and its mirror (heatmap mirrored back)."""
     image = keras.Input((input_size, input_size, 3), name="image")
     flip = HorizontalFlip(name="mirror")
     views = [(image, False), (flip(image), True)] if tta_flip else [(image, False)]
     combine = HierarchicalProbs(lesion_temperature, malignant_temperature, name="calibrated_probs")
-    probs, maps = [], []
+    probs, maps, feats = [], [], []
     for k, model in enumerate(models):
         for view, mirrored in views:
             out = model(view)
             probs.append(combine([out["lesion"], out["malig"]]))
+            feats.append(out["context"])
             heat = keras.layers.Activation("sigmoid")(out["seg"])
             maps.append(HorizontalFlip(name=f"unmirror_{k}")(heat) if mirrored else heat)
     prob = probs[0] if len(probs) == 1 else keras.layers.Average(name="average_probs")(probs)
     heat = maps[0] if len(maps) == 1 else keras.layers.Average(name="average_heatmaps")(maps)
     heat = keras.layers.Reshape(tuple(heat.shape[1:3]), name="heatmap")(heat)
-    return keras.Model(image, {"probabilities": prob, "heatmap": heat}, name="served_lesion")
+    # The pooled backbone features, for out-of-distribution scores fitted on the training sites.
+    feat = feats[0] if len(feats) == 1 else keras.layers.Average(name="average_features")(feats)
+    return keras.Model(image, {"probabilities": prob, "heatmap": heat, "features": feat}, name="served_lesion")

@@ -24,8 +24,8 @@ from .lesion_fit import FitConfig, as_input, fit, predict_logits
 from .loso import OutOfSite, SiteSplit, leave_one_site_out, split_site
 from .pipeline import _weights_id, peak_memory_mb, seed_everything
 from .report import console_summary
-from .site_metrics import (LABELS, by_device, hierarchical_probs, normal_threshold_for, site_metrics,
-                           threshold_for_sensitivity)
+from .site_metrics import (LABELS, by_device, hierarchical_probs, malignant_given_lesion, normal_threshold_for,
+                           site_metrics, threshold_for_sensitivity)
 from .sites import grid_for, load_sites, mask_grid
 
 MODEL_KERAS = "model.keras"
@@ -77,10 +77,11 @@ def _fit_calibration(cal: dict, oos: list[OutOfSite], splits: list[SiteSplit], t
         t_lesion = fit_binary_temperature(np.concatenate([o.lesion for o in usable], axis=1), lab != "normal")
         lesion_note = f"fitted on out-of-site predictions of {', '.join(o.site for o in usable)}"
     probs = hierarchical_probs(cal["lesion"], cal["malig"], t_lesion=t_lesion, t_malig=t_malig)
-    threshold = threshold_for_sensitivity(probs[:, 2], labels == "malignant", target)
+    conditional = malignant_given_lesion(probs)
+    threshold = threshold_for_sensitivity(conditional, labels == "malignant", target)
     # "normal" only on strong evidence: at most MAX_LESIONS_CALLED_NORMAL of the out-of-site lesions below
     # the malignant threshold may reach it (a missed lesion costs more than a second look at a normal frame).
-    below = lesion & (probs[:, 2] < threshold)
+    below = lesion & (conditional < threshold)
     normal = normal_threshold_for(probs[below, 0], MAX_LESIONS_CALLED_NORMAL * lesion.sum() / max(below.sum(), 1))
     return {"malignant_temperature": t_malig, "lesion_temperature": t_lesion, "lesion_temperature_note": lesion_note,
             "malignant_threshold": threshold, "normal_threshold": normal,
@@ -318,7 +319,7 @@ def _fmt(v) -> str:
 def _summary_rows(cfg, card, loso, test, parity, wall, peak):
     rows = [("model", f"{cfg.out / 'model.tflite'} ({(cfg.out / 'model.tflite').stat().st_size / 1e6:.1f} MB)"),
             ("version", card["version"]),
-            ("operating point", f"malignant if p >= {card['operating_point']['malignant_threshold']:.3f}, "
+            ("operating point", f"malignant if p(mal|lesion) >= {card['operating_point']['malignant_threshold']:.3f}, "
                                 f"normal if p(normal) >= {card['operating_point']['normal_threshold']:.3f}")]
     for name, m in loso.items():
         rows.append((f"unseen site {name}", f"AUC {_fmt(m['auc_malignant'])}, sens {_fmt(m['sensitivity'])}, "

@@ -24,7 +24,13 @@ def decide(probs: np.ndarray, threshold: float | None, normal_threshold: float |
     if threshold is None:
         return probs.argmax(axis=1)
     other = np.where(probs[:, 0] >= (normal_threshold if normal_threshold is not None else probs[:, 1]), 0, 1)
-    return np.where(probs[:, 2] >= threshold, 2, other)
+    return np.where(malignant_given_lesion(probs) >= threshold, 2, other)
+
+
+def malignant_given_lesion(probs: np.ndarray) -> np.ndarray:
+    """p(malignant) / (p(benign) + p(malignant)): what the malignant threshold is applied to."""
+    lesion = probs[:, 1] + probs[:, 2]
+    return np.divide(probs[:, 2], lesion, out=np.zeros(len(probs)), where=lesion > 0)
 
 
 def normal_threshold_for(p_normal_of_lesions: np.ndarray, max_lesions_called_normal: float) -> float:
@@ -55,7 +61,9 @@ def _point(labels: np.ndarray, probs: np.ndarray, threshold: float | None, norma
     is_mal = labels == 2
     out = {"n": int(len(labels)), "n_lesions": int(lesion.sum()), "n_malignant": int(is_mal.sum())}
     mal_auc_ok = lesion.any() and 0 < is_mal[lesion].sum() < lesion.sum()
-    out["auc_malignant"] = float(roc_auc_score(is_mal[lesion], probs[lesion, 2])) if mal_auc_ok else None
+    # Among lesions, ranked by p(malignant | lesion), the score the operating point thresholds.
+    out["auc_malignant"] = float(roc_auc_score(is_mal[lesion], malignant_given_lesion(probs[lesion]))) \
+        if mal_auc_ok else None
     out["sensitivity"] = float((pred[is_mal] == 2).mean()) if is_mal.any() else None
     not_mal = ~is_mal
     out["specificity"] = float((pred[not_mal] != 2).mean()) if not_mal.any() else None

@@ -46,12 +46,16 @@ class Engine:
         self._check_signature()
 
     def _outputs(self, details: list[dict]) -> tuple[dict, dict | None]:
-        """(probabilities, heatmap or None), told apart by rank: (1, n_labels) vs (1, g, g[, 1])."""
-        probs = [d for d in details if len(d["shape"]) == 2]
+        """(probabilities, heatmap or None), told apart by shape: (1, n_labels) vs (1, g, g[, 1]);
+        a (1, D) feature output, D != n_labels, is kept in ``self._features`` for input checks."""
+        n = len(self.card.labels)
+        probs = [d for d in details if len(d["shape"]) == 2 and int(d["shape"][-1]) == n]
+        feats = [d for d in details if len(d["shape"]) == 2 and int(d["shape"][-1]) != n]
         maps = [d for d in details if len(d["shape"]) in (3, 4)]
-        if len(probs) != 1 or len(maps) > 1:
+        if len(probs) != 1 or len(maps) > 1 or len(feats) > 1:
             raise ModelLoadError(f"model outputs {[tuple(d['shape']) for d in details]}: expected one "
-                                 "(1, labels) probability output and at most one heatmap")
+                                 f"(1, {n}) probability output, at most one heatmap and one feature vector")
+        self._features = feats[0] if feats else None
         return probs[0], (maps[0] if maps else None)
 
     def _check_signature(self) -> None:
@@ -82,7 +86,7 @@ class Engine:
         scale, zero = self._output["quantization"]
         return (raw.astype(np.float32) - zero) * scale
 
-    def _run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def _run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         batch = self._quantize(image[np.newaxis, ...])
         with self._lock:
             self._interpreter.set_tensor(self._input["index"], batch)
@@ -90,13 +94,15 @@ class Engine:
             raw = self._interpreter.get_tensor(self._output["index"])[0].copy()
             heat = None if self._heatmap is None else \
                 self._interpreter.get_tensor(self._heatmap["index"])[0].copy()
+            feats = None if self._features is None else \
+                self._interpreter.get_tensor(self._features["index"])[0].astype(np.float64)
         probs = np.clip(self._dequantize(raw).astype(np.float64), 0.0, None)
         total = probs.sum()
         if not np.isfinite(total) or total <= 0:
             raise RuntimeError("model returned no usable probabilities")
         if heat is not None:
             heat = np.clip(np.nan_to_num(heat.astype(np.float64).reshape(heat.shape[0], heat.shape[1])), 0.0, 1.0)
-        return probs / total, heat
+        return probs / total, heat, feats
 
     def predict_array(self, image: np.ndarray) -> np.ndarray:
         """(H, W, 3) float32 in [0, 255] -> probabilities in label order, summing to 1."""
@@ -104,13 +110,17 @@ class Engine:
 
     def predict_with_heatmap(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities and the lesion heatmap (g x g in [0, 1] over the model input), if the model has one."""
-        return self._run(image)
+        return self._run(image)[:2]
+
+    def features(self, image: np.ndarray) -> np.ndarray | None:
+        """The served graph's pooled backbone features (None for models without that output)."""
+        return self._run(image)[2]
 
     def analyse(self, data: bytes) -> Analysis:
         """Image bytes -> probabilities and where the model looked. Raises a ClientError for bad images."""
         img = decode_rgb(data)
         pre = self.card.preprocessing_id
-        probs, heat = self._run(resize_for_model(img, self.card.input_size, pre))
+        probs, heat, _ = self._run(resize_for_model(img, self.card.input_size, pre))
         loc = None if heat is None else localise(heat, placement(*img.size, self.card.input_size, pre))
         return Analysis({label: float(p) for label, p in zip(self.card.labels, probs)}, loc)
 

@@ -123,10 +123,13 @@ class Service:
             self._label = label
             if self.settings.metrics_enabled:
                 self.metrics.add_metric(name="ModelLatency", unit=MetricUnit.Milliseconds, value=model_ms)
-                with single_metric(name="Predictions", unit=MetricUnit.Count, value=1,
-                                   namespace=self.settings.metrics_namespace,
-                                   default_dimensions={"service": self.settings.service_name}) as metric:
-                    metric.add_dimension(name="label", value=label)
+                if self.settings.log_predictions:
+                    # A per-label count is a log line written next to the request's correlation id: it
+                    # ties a result to a request (and, through the access log, to an IP). Opt-in only.
+                    with single_metric(name="Predictions", unit=MetricUnit.Count, value=1,
+                                       namespace=self.settings.metrics_namespace,
+                                       default_dimensions={"service": self.settings.service_name}) as metric:
+                        metric.add_dimension(name="label", value=label)
             self.logger.append_keys(model_ms=model_ms, image_bytes=len(data))
             card = engine.card
             body = {

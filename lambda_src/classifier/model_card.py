@@ -48,8 +48,9 @@ class ModelCard:
     test_metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     created_at: str = ""
     # {"malignant_threshold": t, "normal_threshold": n, "chosen_by": text}: the label is "malignant" when
-    # p(malignant) >= t, else "normal" when p(normal) >= n (n absent: normal beats benign), else
-    # "benign"; empty -> the most probable class.
+    # p(malignant | lesion) = p(malignant) / (p(benign) + p(malignant)) >= t, else "normal" when
+    # p(normal) >= n (n absent: normal beats benign), else "benign"; empty -> the most probable class.
+    # Conditioning on "lesion" keeps the lesion detector's doubt out of the malignancy decision.
     operating_point: dict[str, Any] = dataclasses.field(default_factory=dict)
     # Where the model looked: {"output": "heatmap", "grid": 14, ...} when the graph has a heatmap output.
     localisation: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -116,7 +117,8 @@ class ModelCard:
         if threshold is None:
             return max(probabilities, key=probabilities.__getitem__), "argmax: the most probable class"
         normal = self.operating_point.get("normal_threshold")
-        if probabilities["malignant"] >= threshold:
+        lesion = probabilities["benign"] + probabilities["malignant"]
+        if lesion > 0 and probabilities["malignant"] / lesion >= threshold:
             label = "malignant"
         elif normal is not None:
             label = "normal" if probabilities["normal"] >= normal else "benign"
@@ -125,7 +127,7 @@ class ModelCard:
             label = max(rest, key=rest.__getitem__)
         then = (f"normal if p(normal) >= {normal:.3f}, else benign" if normal is not None
                 else "else the most probable other class")
-        return label, (f"malignant if p(malignant) >= {threshold:.3f}, {then} "
+        return label, (f"malignant if p(malignant | lesion) >= {threshold:.3f}, {then} "
                        f"({self.operating_point.get('chosen_by', 'operating point in model.json')})")
 
     def to_dict(self) -> dict:
