@@ -2,8 +2,11 @@
 
     python -m classifier.client predict us.png https://host/us2.jpg --endpoint https://.../prod
     python -m classifier.client health --endpoint http://127.0.0.1:8080
+    python -m classifier.client predict us.png --stack BusiClassifier [--profile P] [--region R]
+    python -m classifier.client batch start s3://<input bucket>/input/study1/ --stack BusiClassifier --wait
 
-URLs are downloaded here, on the client: the service never fetches URLs.
+URLs are downloaded here, on the client: the service never fetches URLs. ``--stack`` finds the API URL
+and key from the deployed stack with boto3 (classifier.stack_lookup); without it the client is stdlib only.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from .settings import DEFAULT_MAX_BODY_BYTES
 DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
 ENV_ENDPOINT = "CLASSIFIER_ENDPOINT"
 ENV_API_KEY = "CLASSIFIER_API_KEY"
+ENV_STACK = "CLASSIFIER_STACK"
 USER_AGENT = "busi-classifier-client/1"
 
 
@@ -187,6 +191,37 @@ def _short(source: str, limit: int = 48) -> str:
     return source if len(source) <= limit else "..." + source[-(limit - 3):]
 
 
+def _batch(args: argparse.Namespace, info, aws) -> int:
+    from . import stack_lookup
+
+    try:
+        if args.action == "status":
+            desc = aws.client("stepfunctions").describe_execution(executionArn=args.target)
+        else:
+            started = stack_lookup.start_batch(info, args.target, boto_session=aws)
+            print(f"started {started['executionArn']} on prefix {started['prefix']!r}", file=sys.stderr)
+            if not args.wait:
+                print(json.dumps(started, indent=2))
+                return 0
+            desc = stack_lookup.wait_batch(
+                started["executionArn"], boto_session=aws, poll_s=args.poll,
+                progress=lambda d: print(f"{d['status']} ...", file=sys.stderr))
+    except stack_lookup.StackLookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - botocore errors: one line, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    report = {"executionArn": desc.get("executionArn"), "status": desc.get("status")}
+    if desc.get("status") != "RUNNING":
+        report["results"] = stack_lookup.result_objects(desc, boto_session=aws)
+    if desc.get("error"):
+        report["error"], report["cause"] = desc.get("error"), desc.get("cause")
+    report["disclaimer"] = "Research use only. Not a medical device; not for diagnosis or clinical decisions."
+    print(json.dumps(report, indent=2, default=str))
+    return 0 if desc.get("status") in ("SUCCEEDED", "RUNNING") else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m classifier.client",
@@ -200,11 +235,42 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"sent as x-api-key when the API requires one (default: ${ENV_API_KEY})")
     common.add_argument("--json", action="store_true", help="print JSON instead of a table")
     common.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
+    common.add_argument("--stack", default=os.environ.get(ENV_STACK),
+                        help=f"a deployed stack's name: its ApiUrl output and API key are looked up with boto3 "
+                             f"(overrides --endpoint/--api-key; default: ${ENV_STACK})")
+    common.add_argument("--profile", default=None, help="AWS profile for --stack (default: boto3's resolution)")
+    common.add_argument("--region", default=None, help="AWS region for --stack (default: boto3's resolution)")
     p_predict = sub.add_parser("predict", parents=[common], help="classify image files or http(s) URLs",
                                description="Classify PNG/JPEG/BMP files or URLs (downloaded here, on the client).")
     p_predict.add_argument("inputs", nargs="+", metavar="IMG_OR_URL")
     sub.add_parser("health", parents=[common], help="show the service's status and model")
+    p_batch = sub.add_parser("batch", parents=[common], help="batch scoring on AWS (needs --stack, -c batch=true)",
+                             description="Start the stack's batch state machine on every object under an S3 "
+                                         "prefix of its input bucket; --wait polls until it ends and lists the "
+                                         "JSONL results. Research use only, not a medical device.")
+    p_batch.add_argument("action", choices=("start", "status"))
+    p_batch.add_argument("target", metavar="S3_URL_OR_EXECUTION_ARN",
+                         help="start: s3://<BatchInputBucket>/<BatchInputPrefix>...; status: an execution ARN")
+    p_batch.add_argument("--wait", action="store_true", help="start: wait for the execution to end")
+    p_batch.add_argument("--poll", type=float, default=10.0, help="seconds between status polls (default 10)")
     args = parser.parse_args(argv)
+
+    aws = None
+    if args.stack:
+        from . import stack_lookup
+
+        try:
+            aws = stack_lookup.session(args.profile, args.region)
+            info = stack_lookup.lookup(args.stack, boto_session=aws, with_key=args.command != "batch")
+        except stack_lookup.StackLookupError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        args.endpoint = info.api_url
+        args.api_key = info.api_key or args.api_key
+    if args.command == "batch":
+        if aws is None:
+            parser.error("batch needs --stack NAME (the stack deployed with -c batch=true)")
+        return _batch(args, info, aws)
 
     try:
         route_url(args.endpoint, "predict")
