@@ -74,6 +74,29 @@ class InfraConfig:
     # WAF rate-based rule: requests one client IP may send in any 5 minutes before it is blocked (429).
     waf_rate_limit: int = 500
     keep_images: int = 10
+    # Batch scoring on AWS (infra/batch.py): S3 buckets + a Step Functions Distributed Map over a second entry
+    # point of the same image. Off by default; with it off the template is exactly the API stack.
+    batch: bool = False
+    # Existing buckets to use instead of creating them (their encryption, lifecycle and logging are then yours).
+    batch_input_bucket: str | None = None
+    batch_results_bucket: str | None = None
+    # The state machine may only list and read keys under this prefix, and only write results under the other.
+    batch_input_prefix: str = "input/"
+    batch_results_prefix: str = "results/"
+    # Keys per Lambda invocation (item batcher). Each row is ~0.5 KB and a child's output must stay under
+    # Step Functions' 256 KiB payload limit, hence the cap of 200.
+    batch_items_per_batch: int = 50
+    # Child executions (so Lambda invocations) in flight at once: bounds the load on S3, Lambda's concurrency
+    # pool (1,000 by default per account and region, shared with the API) and the cost rate.
+    batch_max_concurrency: int = 40
+    batch_memory_mb: int = 2048
+    # Per invocation; a batch of 50 takes a few seconds warm. Must stay under the max of 900.
+    batch_timeout_seconds: int = 300
+    # Objects above this are not read (an error row instead).
+    batch_max_object_bytes: int = 32 * 1024 * 1024
+    # Lifecycle of the buckets the stack creates: uploaded images and results expire after these many days.
+    batch_input_expiry_days: int = 30
+    batch_results_expiry_days: int = 90
     service_name: str = "busi-classifier"
     metrics_namespace: str = "BusiClassifier"
     tags: Mapping[str, str] = field(default_factory=lambda: {"project": "busi-classifier"})
@@ -118,6 +141,31 @@ class InfraConfig:
         _check(10 <= self.waf_rate_limit <= 2_000_000_000, "wafRateLimit",
                f"must be 10..2000000000 (requests per IP per 5 minutes), got {self.waf_rate_limit}")
         _check(1 <= self.keep_images <= 1000, "keepImages", f"must be 1..1000, got {self.keep_images}")
+        _check(not (self.batch and self.hipaa), "batch",
+               "cannot be combined with compliance=hipaa yet (the batch buckets and state machine have not been "
+               "through the HIPAA Security pack)")
+        for key, name in (("batchInputBucket", self.batch_input_bucket), ("batchResultsBucket", self.batch_results_bucket)):
+            _check(name is None or re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", name) is not None, key,
+                   f"must be an S3 bucket name or null, got {name!r}")
+        for key, prefix in (("batchInputPrefix", self.batch_input_prefix),
+                            ("batchResultsPrefix", self.batch_results_prefix)):
+            _check(re.fullmatch(r"[A-Za-z0-9!_.()'-][A-Za-z0-9!_.()'/-]{0,200}/", prefix) is not None, key,
+                   f"must be a non-empty key prefix ending in '/' (no wildcards), got {prefix!r}")
+        _check(not (self.batch_input_bucket and self.batch_input_bucket == self.batch_results_bucket
+                    and (self.batch_input_prefix.startswith(self.batch_results_prefix)
+                         or self.batch_results_prefix.startswith(self.batch_input_prefix))),
+               "batchResultsPrefix", "must not overlap batchInputPrefix when both use the same bucket")
+        _check(1 <= self.batch_items_per_batch <= 200, "batchItemsPerBatch",
+               f"must be 1..200 (a batch's rows must fit Step Functions' 256 KiB payload), got {self.batch_items_per_batch}")
+        _check(1 <= self.batch_max_concurrency <= 1000, "batchMaxConcurrency",
+               f"must be 1..1000 (Lambda's default concurrency quota), got {self.batch_max_concurrency}")
+        _check(128 <= self.batch_memory_mb <= 10240, "batchMemoryMb", f"must be 128..10240, got {self.batch_memory_mb}")
+        _check(30 <= self.batch_timeout_seconds <= 900, "batchTimeoutSeconds",
+               f"must be 30..900 (Lambda's maximum), got {self.batch_timeout_seconds}")
+        _check(1024 <= self.batch_max_object_bytes <= 1024 ** 3, "batchMaxObjectBytes",
+               f"must be 1024..1073741824, got {self.batch_max_object_bytes}")
+        _check(self.batch_input_expiry_days >= 1 and self.batch_results_expiry_days >= 1, "batchInputExpiryDays",
+               "batchInputExpiryDays and batchResultsExpiryDays must be >= 1")
         _check(bool(self.service_name), "serviceName", "must not be empty")
         _check(bool(self.metrics_namespace), "metricsNamespace", "must not be empty")
 
@@ -262,6 +310,18 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "waf": _as_optional_bool,
     "waf_rate_limit": _as_int,
     "keep_images": _as_int,
+    "batch": _as_bool,
+    "batch_input_bucket": _as_optional_str,
+    "batch_results_bucket": _as_optional_str,
+    "batch_input_prefix": _as_str,
+    "batch_results_prefix": _as_str,
+    "batch_items_per_batch": _as_int,
+    "batch_max_concurrency": _as_int,
+    "batch_memory_mb": _as_int,
+    "batch_timeout_seconds": _as_int,
+    "batch_max_object_bytes": _as_int,
+    "batch_input_expiry_days": _as_int,
+    "batch_results_expiry_days": _as_int,
     "service_name": _as_str,
     "metrics_namespace": _as_str,
     "tags": _as_tags,

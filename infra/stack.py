@@ -6,6 +6,7 @@ from aws_cdk import CfnOutput, Stack, Tags
 from constructs import Construct
 
 from infra.api import ClassifierApi
+from infra.batch import BatchScoring
 from infra.build_context import BuildContext
 from infra.config import InfraConfig
 from infra.function import ClassifierFunction, Placement, log_group
@@ -90,6 +91,18 @@ class ClassifierStack(Stack):
             api=self.rest_api.api,
             encryption_key=key,
         )
+        self.batch: BatchScoring | None = None
+        if config.batch:
+            self.batch = BatchScoring(
+                self,
+                "Batch",
+                config=config,
+                build_context=build_context,
+                repository=self.images.repository,
+                image_tag=self.images.image_tag,
+                image_ready=self.images.image_copy,
+                alarm_topic=self.monitoring.topic,
+            )
         if config.hipaa:
             # Last, once every grant is made: the roles' inline policies become customer-managed ones.
             managed_instead_of_inline(self)
@@ -116,3 +129,12 @@ class ClassifierStack(Stack):
             value=self.monitoring.topic.topic_arn,
             description="SNS topic every alarm notifies: subscribe to it (alarmEmail does that for one address)",
         )
+        if self.batch is not None:
+            batch = self.batch
+            CfnOutput(self, "BatchStateMachineArn", value=batch.state_machine.state_machine_arn,
+                      description="Batch scoring: python -m classifier.client batch start s3://<BatchInputBucket>/<BatchInputPrefix>.../ --stack <name> --wait")
+            CfnOutput(self, "BatchInputBucket", value=batch.input_bucket.bucket_name, description="Upload images here")
+            CfnOutput(self, "BatchInputPrefix", value=batch.input_prefix, description="...under this prefix")
+            CfnOutput(self, "BatchResultsBucket", value=batch.results_bucket.bucket_name, description="JSONL results land here")
+            CfnOutput(self, "BatchResultsPrefix", value=batch.results_prefix, description="...under this prefix, one folder per map run")
+            CfnOutput(self, "BatchFunctionName", value=batch.function.function_name, description="Batch scoring function")
