@@ -155,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a split.json from `train`: evaluate only the images it puts in --split-name "
                         "(e.g. re-check the bundled model's test numbers)")
     e.add_argument("--split-name", default="test", choices=["train", "val", "test"])
+
+    from .input_check import add_parser as add_input_check
+    add_input_check(sub)
     return p
 
 
@@ -223,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
                                      n_boot=args.bootstrap, split_file=args.split, split_name=args.split_name)
             print(metrics_table(result))
             print(f"written: {args.out}/metrics.json, report.md, plots")
+        elif args.command == "input-check":
+            from .input_check import run_cli
+
+            return run_cli(args)
     except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -47,9 +47,11 @@ def build_tiny_model(out_dir: Path, *, input_size: int = 32, seed: int = 0) -> P
 
 
 def build_tiny_lesion_model(out_dir: Path, *, input_size: int = 64, malignant_threshold: float = 0.3,
-                            normal_threshold: float = 0.9) -> Path:
+                            normal_threshold: float = 0.9, features: bool = False) -> Path:
     """A tiny two-output model shaped like the lesion recipe's: probabilities and a heatmap (one cell
-    per 16 px) that lights up where the frame is bright, so a test knows where it must point."""
+    per 16 px) that lights up where the frame is bright, so a test knows where it must point.
+    ``features=True`` adds the served graph's pooled-features output, (1, feature_dim(input_size)): the grey level of
+    each heatmap cell, the channel means and their spread (what an input check can be fitted on)."""
     import keras
     import tensorflow as tf
 
@@ -61,7 +63,12 @@ def build_tiny_lesion_model(out_dir: Path, *, input_size: int = 64, malignant_th
         keras.layers.Lambda(lambda c: tf.sigmoid((c - 128.0) / 10.0))(cells))
     x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1.0 / 255)(inputs))
     probs = keras.layers.Dense(len(LABELS), activation="softmax")(x)
-    model = keras.Model(inputs, {"probabilities": probs, "heatmap": heat})
+    outputs = {"probabilities": probs, "heatmap": heat}
+    if features:
+        flat = keras.layers.Flatten()(keras.layers.Rescaling(1.0 / 255)(cells))
+        spread = keras.layers.Lambda(lambda t: tf.math.reduce_std(t / 255.0, axis=[1, 2]))(inputs)
+        outputs["features"] = keras.layers.Concatenate()([flat, x, spread])
+    model = keras.Model(inputs, outputs)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -75,6 +82,55 @@ def build_tiny_lesion_model(out_dir: Path, *, input_size: int = 64, malignant_th
         localisation={"output": "heatmap", "grid": input_size // 16},
     ).write(out_dir)
     return out_dir
+
+
+#: build_tiny_lesion_model(features=True): (input_size // 16) ** 2 cells + 3 channel means + 3 spreads.
+def feature_dim(input_size: int = 64) -> int:
+    return (input_size // 16) ** 2 + 6
+
+
+def ultrasound_like(seed: int, width: int | None = None, height: int | None = None):
+    """A synthetic B-mode-like frame (PIL RGB): speckle inside a fan, black outside, a darker oval lesion."""
+    from PIL import Image, ImageFilter
+
+    rng = np.random.default_rng(seed)
+    w = width or int(rng.integers(140, 220))
+    h = height or int(rng.integers(120, 200))
+    speckle = rng.rayleigh(1.0, (h, w)) * rng.uniform(45, 65)
+    yy, xx = np.mgrid[0:h, 0:w]
+    cx, top = rng.uniform(0.35, 0.65) * w, int(rng.integers(4, 20))
+    fan = (yy > top) & (np.abs(xx - cx) < rng.uniform(0.1, 0.3) * w + rng.uniform(0.2, 0.8) * (yy - top))
+    ex, ey = rng.uniform(0.25, 0.75) * w, rng.uniform(0.3, 0.75) * h
+    lesion = ((xx - ex) / (rng.uniform(0.06, 0.2) * w)) ** 2 + ((yy - ey) / (rng.uniform(0.05, 0.15) * h)) ** 2 < 1
+    # tissue layers: bands of brighter and darker echoes at random depths and tilts
+    bands = 1 + 0.6 * np.sin(2 * np.pi * (yy + rng.uniform(-0.3, 0.3) * xx) / rng.uniform(15, 60) + rng.uniform(0, 6.3))
+    img = np.where(fan, speckle * bands * np.where(lesion, 0.3, 1.0) * (1 - 0.4 * yy / h), 0.0)
+    pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), mode="L").filter(ImageFilter.GaussianBlur(0.8))
+    return pil.convert("RGB")
+
+
+def colour_photo_like(seed: int, width: int = 200, height: int = 150):
+    """A colourful, smooth, non-ultrasound frame (PIL RGB): overlapping coloured blocks on a gradient sky."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    sky = np.linspace(90, 230, height)[:, None].repeat(width, 1)
+    arr = np.stack([sky * 0.5, sky * 0.7, sky], axis=-1).astype(np.uint8)
+    img = Image.fromarray(arr, mode="RGB")
+    draw = ImageDraw.Draw(img)
+    for _ in range(6):
+        x, y = int(rng.integers(0, width - 20)), int(rng.integers(0, height - 20))
+        draw.ellipse((x, y, x + int(rng.integers(20, 80)), y + int(rng.integers(20, 60))),
+                     fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+    return img
+
+
+def to_png(img) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def png_bytes(width: int = 64, height: int = 48, mode: str = "RGB", seed: int = 0) -> bytes:

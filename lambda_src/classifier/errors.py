@@ -78,5 +78,11 @@ class BadImageDimensions(ClientError):
     status, code = 422, "bad_image_dimensions"
 
 
+class NotUltrasound(ClientError):
+    """The model's input check (model.json ``input_check``) finds the image unlike any breast-ultrasound frame."""
+
+    status, code = 422, "not_ultrasound"
+
+
 class ModelLoadError(RuntimeError):
     """The bundled model is missing, corrupt or does not match this code: an operator error, not a client one."""

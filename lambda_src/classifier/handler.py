@@ -1,7 +1,8 @@
 """Lambda entry point (``classifier.handler.lambda_handler``): routes REST proxy events, shapes JSON responses.
 
-POST /predict -> {"label", "probabilities", "model", "disclaimer"}; GET /health ->
-status and model metadata. Every error is {"error": {"code", "message", "request_id"}}.
+POST /predict -> {"label", "probabilities", "model", "disclaimer"} (+ "localisation", and "warnings" and
+"input_check" when the model's input check ran); GET /health -> status and model metadata; GET / -> the page
+to try the model (classifier/static/index.html). Every error is {"error": {"code", "message", "request_id"}}.
 The model is loaded once per container; in Lambda that happens during the init
 phase (which runs at full CPU), elsewhere on the first request.
 """
@@ -22,13 +23,15 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from .engine import Engine
 from .errors import ClientError, MethodNotAllowed, ModelLoadError, NotFound
+from .input_check import WARNING, CheckedEngine, with_input_check
 from .lambda_context import LocalContext
 from .model_card import DISCLAIMER
+from .page import page
 from .request_body import check_event, extract_image, header, normalise_event
 from .settings import Settings, SettingsError
 
 #: path -> the methods it serves; anything else on a known path is a 405.
-ROUTES = {"/predict": ("POST",), "/health": ("GET",)}
+ROUTES = {"/": ("GET",), "/predict": ("POST",), "/health": ("GET",)}
 JSON_HEADERS = {"Cache-Control": "no-store"}
 
 
@@ -86,7 +89,8 @@ class Service:
     def _load_engine(self) -> None:
         start = time.perf_counter()
         try:
-            self._engine = Engine(self.settings.model_dir, num_threads=self.settings.num_threads)
+            engine = Engine(self.settings.model_dir, num_threads=self.settings.num_threads)
+            self._engine, input_check = with_input_check(engine)
         except ModelLoadError as exc:
             self._engine_error = str(exc)
             self.logger.error("model load failed", extra={"reason": str(exc)})
@@ -99,7 +103,7 @@ class Service:
         self.logger.info(
             "model loaded",
             extra={"model": card.name, "version": card.version, "load_ms": _ms_since(start),
-                   "num_threads": self.settings.num_threads},
+                   "num_threads": self.settings.num_threads, "input_check": input_check},
         )
 
     @property
@@ -142,6 +146,11 @@ class Service:
             if analysis.localisation is not None:
                 body["localisation"] = analysis.localisation.to_dict()
             return _json(200, body)
+
+        @app.get("/")
+        def index() -> Response:
+            html, headers = page()
+            return Response(status_code=200, content_type="text/html; charset=utf-8", body=html, headers=headers)
 
         @app.get("/health")
         def health() -> Response:
@@ -218,6 +227,8 @@ class Service:
     def _invoke(self, event: Mapping[str, Any], context: Any) -> dict:
         start = time.perf_counter()
         self._label = None
+        if isinstance(self._engine, CheckedEngine):
+            self._engine.clear()
         try:
             response = self.app.resolve(event, context)
         except Exception:  # an event the resolver cannot even read
@@ -225,6 +236,9 @@ class Service:
             response = _raw_json(500, _fallback_500(self._context_request_id))
         self._add_cors_headers(event, response)
         status = int(response.get("statusCode", 500))
+        checked = self._engine if isinstance(self._engine, CheckedEngine) else None  # loaded by now, if ever
+        if checked is not None and checked.last() is not None:
+            _add_input_check(response, checked.last())
         latency_ms = _ms_since(start)
         if self.settings.metrics_enabled:
             self.metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=latency_ms)
@@ -315,6 +329,22 @@ class Service:
 
 def _is_health(event: Mapping[str, Any]) -> bool:
     return event.get("httpMethod") == "GET" and event.get("path") == "/health"
+
+
+def _add_input_check(response: dict, result: Any) -> None:
+    """A prediction's input-check score, beside the predict route's body (not inside its code): "warnings"
+    (["unusual_input"] in the borderline band, else []) and "input_check" {score, thresholds, verdict}."""
+    if response.get("statusCode") != 200 or response.get("isBase64Encoded"):
+        return
+    try:
+        body = json.loads(response.get("body") or "")
+    except ValueError:
+        return
+    if not isinstance(body, dict) or "probabilities" not in body:
+        return
+    body["warnings"] = [WARNING] if result.verdict == "warn" else []
+    body["input_check"] = result.to_dict()
+    response["body"] = json.dumps(body)
 
 
 def _probabilities(response: Mapping[str, Any]) -> Any:

@@ -17,6 +17,9 @@ class Localisation:
     box: list[int] | None  # [x, y, width, height] in image pixels (after EXIF orientation)
     peak: float  # highest heatmap value (the lesion-likelihood of the most lesion-like cell)
     heatmap: list[list[float]]  # g x g over the model input (letterboxed), values in [0, 1]
+    # Where the image sits in the model input, to draw the heatmap over the image (the page does):
+    # {"size", "left", "top", "scale_x", "scale_y"}: input pixel = image pixel * scale + (left, top).
+    placement: dict | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -50,4 +53,6 @@ def localise(heat: np.ndarray, where: Placement) -> Localisation:
         if x1 > x0 and y1 > y0:
             box = [int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0))]
     return Localisation(box=box, peak=round(float(heat.max()), 4),
-                        heatmap=[[round(float(v), 3) for v in row] for row in heat])
+                        heatmap=[[round(float(v), 3) for v in row] for row in heat],
+                        placement={"size": where.size, "left": where.left, "top": where.top,
+                                   "scale_x": round(where.scale_x, 6), "scale_y": round(where.scale_y, 6)})

@@ -54,6 +54,9 @@ class ModelCard:
     operating_point: dict[str, Any] = dataclasses.field(default_factory=dict)
     # Where the model looked: {"output": "heatmap", "grid": 14, ...} when the graph has a heatmap output.
     localisation: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Is the input a breast-ultrasound frame? Score parameters, thresholds and how they were fitted, written by
+    # `python -m model_training input-check` (classifier.input_check); empty -> no check.
+    input_check: dict[str, Any] = dataclasses.field(default_factory=dict)
     sites: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # training sites and per-site metrics
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # config, parity, ...
 
@@ -89,6 +92,10 @@ class ModelCard:
                                        and "normal" in self.labels and threshold is not None):
             raise ModelLoadError(f"model.json operating_point.normal_threshold must be in (0, 1], with a 'normal' "
                                  f"label and a malignant threshold: {normal!r}")
+        if self.input_check:
+            from .input_check import InputCheck
+
+            InputCheck(self.input_check)  # raises ModelLoadError if the parameters do not fit together
 
     @classmethod
     def load(cls, model_dir: Path | str, verify_sha256: bool = True) -> "ModelCard":

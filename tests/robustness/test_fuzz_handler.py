@@ -96,7 +96,7 @@ def test_random_requests(call, service, labels, body, ctype, encoded, header_nam
     if isinstance(body, str) and encoded:
         encoded = True  # arbitrary text claimed to be base64: usually invalid base64
     ev = event(body, ctype, method=method, path=path, base64_encoded=encoded, header_name=header_name)
-    if method == "GET" and path == "/health":
+    if method == "GET" and path in ("/health", "/"):  # the health check and the page (HTML)
         from classifier.lambda_context import LocalContext
 
         assert service(ev, LocalContext())["statusCode"] == 200

@@ -144,7 +144,7 @@ def test_health(service, engine):
     ("PUT", "/predict", 405, "method_not_allowed", "POST"),
     ("POST", "/health", 405, "method_not_allowed", "GET"),
     ("DELETE", "/health", 405, "method_not_allowed", "GET"),
-    ("GET", "/", 404, "not_found", None),
+    ("POST", "/", 405, "method_not_allowed", "GET"),
     ("POST", "/predict/extra", 404, "not_found", None),
     ("GET", "/admin", 404, "not_found", None),
 ])

@@ -119,7 +119,7 @@ def test_api_response_carries_localisation_and_rule(lesion_model):
     resp = service(rest_event("POST", "/predict", body=_png(img), content_type="image/png"))
     body = json.loads(resp["body"])
     assert resp["statusCode"] == 200, body
-    assert set(body["localisation"]) == {"box", "peak", "heatmap"}
+    assert set(body["localisation"]) == {"box", "peak", "heatmap", "placement"}
     assert np.array(body["localisation"]["heatmap"]).shape == (4, 4)
     assert body["label_rule"].startswith("malignant if p(malignant | lesion) >= 0.300")
     assert body["label"] in body["probabilities"] and "Research use only" in body["disclaimer"]
