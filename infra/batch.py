@@ -73,12 +73,7 @@ class BatchScoring(Construct):
                 lifecycle_rules=[s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(365))],
                 removal_policy=RemovalPolicy.RETAIN,
             )
-            acknowledge(
-                self.access_logs,
-                "S1",
-                "This is the server access log bucket of the batch input and results buckets; logging it into "
-                "itself (or into yet another bucket) would loop or only move the finding one bucket along.",
-            )
+            # cdk-nag's S1 (server access logs) does not flag a bucket that is itself an access-log target.
         self.input_bucket = self._bucket("Input", config.batch_input_bucket, config.batch_input_expiry_days,
                                          "input-bucket/")
         self.results_bucket = self._bucket("Results", config.batch_results_bucket, config.batch_results_expiry_days,
@@ -131,7 +126,7 @@ class BatchScoring(Construct):
         )
         acknowledge(
             self.role,
-            f"IAM5[Resource::<{self._arn_token_name(self.input_bucket)}>/{self.input_prefix}*]",
+            f"IAM5[Resource::{self._nag_arn(self.input_bucket)}/{self.input_prefix}*]",
             "The function reads any image a user uploads for scoring, so it needs every key under the batch input "
             "prefix (s3:GetObject only; no list, no write, no other prefix or bucket).",
         )
@@ -239,13 +234,13 @@ class BatchScoring(Construct):
         )
 
     @staticmethod
-    def _arn_token_name(bucket: s3.IBucket) -> str:
-        """cdk-nag's name for a bucket ARN in IAM5 findings: '<LogicalId.Arn>' or, for an imported bucket,
-        its literal ARN."""
+    def _nag_arn(bucket: s3.IBucket) -> str:
+        """How cdk-nag writes a bucket's ARN in IAM5 findings: '<LogicalId.Arn>' for a bucket of this stack,
+        the literal ARN for an existing one."""
         cfn = bucket.node.default_child
         if cfn is None:
             return f"arn:<AWS::Partition>:s3:::{bucket.bucket_name}"
-        return f"{Stack.of(bucket).get_logical_id(cfn)}.Arn"
+        return f"<{Stack.of(bucket).get_logical_id(cfn)}.Arn>"
 
     def _scope_state_machine_policy(self) -> None:
         """CDK grants the result writer the whole results bucket and the item reader a list of the whole input
@@ -270,11 +265,12 @@ class BatchScoring(Construct):
             )
         )
         role = self.state_machine.role
-        results_arn = self._arn_token_name(self.results_bucket)
-        results_ref = results_arn[:-4] if results_arn.endswith(".Arn") else results_arn
+        results_cfn = self.results_bucket.node.default_child
+        results_ref = (f"<{Stack.of(self).get_logical_id(results_cfn)}>" if results_cfn is not None
+                       else self.results_bucket.bucket_name)
         acknowledge(
             role,
-            f"IAM5[Resource::arn:<AWS::Partition>:s3:::<{results_ref}>/*]",
+            f"IAM5[Resource::arn:<AWS::Partition>:s3:::{results_ref}/*]",
             "The Distributed Map's result writer (CDK's grant) writes its manifest and JSONL files under the "
             "results bucket; the role's ResultsOnlyUnderTheirPrefix deny narrows every one of those actions to "
             f"the {self.results_prefix} prefix.",
