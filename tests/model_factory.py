@@ -145,3 +145,32 @@ def png_bytes(width: int = 64, height: int = 48, mode: str = "RGB", seed: int = 
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def write_synthetic_site(root: Path, offset: int, n: int, *, with_patients: bool = False) -> Path:
+    """A site folder in the BUSI layout of ultrasound_like frames (masks beside some, skipped by loaders);
+    with_patients writes a BUS-BRA-style bus_data.csv that puts two images per patient (Case)."""
+    for i in range(n):
+        folder = root / ("benign" if i % 2 else "malignant")
+        folder.mkdir(parents=True, exist_ok=True)
+        ultrasound_like(offset + i).save(folder / f"img_{i:03d}.png")
+        if i % 5 == 0:
+            ultrasound_like(offset + i).convert("L").save(folder / f"img_{i:03d}_mask.png")
+    if with_patients:
+        (root / "bus_data.csv").write_text("ID,Case\n" + "".join(f"img_{i:03d},{i // 2}\n" for i in range(n)))
+    return root
+
+
+def build_checked_model(out_dir: Path, sites_dir: Path, *, report: Path | None = None) -> Path:
+    """build_tiny_lesion_model(features=True) with its input check fitted by the CLI on two synthetic sites."""
+    from model_training.__main__ import main
+
+    model = build_tiny_lesion_model(Path(out_dir), features=True)
+    args = ["input-check", "--model", str(model), "--report", str(report or Path(sites_dir) / "report"),
+            "--components", "4"]
+    for name, (offset, n) in {"site_a": (0, 90), "site_b": (50_000, 70)}.items():
+        site = write_synthetic_site(Path(sites_dir) / name, offset, n, with_patients=(name == "site_b"))
+        args += ["--data", str(site)]
+    if main(args) != 0:
+        raise RuntimeError("input-check fitting failed")
+    return model

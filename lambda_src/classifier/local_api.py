@@ -367,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     card = service.engine().card
     print(f"serving {card.name} {card.version} on {server.url} (POST /predict, GET /health); Ctrl-C stops",
           file=sys.stderr)
+    print(f"the page to try it: {server.url}/", file=sys.stderr)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -18,28 +18,16 @@ from classifier.input_check import STAT_NAMES, CheckedEngine, InputCheck, encode
 from classifier.model_card import ModelCard, sha256_file
 from classifier.settings import Settings
 from tests.model_factory import (build_tiny_lesion_model, colour_photo_like, feature_dim, to_png,
-                                 ultrasound_like)
+                                 ultrasound_like, write_synthetic_site)
 from tests.serving.events import rest_event
 
 SITES = {"site_a": (0, 90), "site_b": (50_000, 70)}
 
 
-def _write_site(root: Path, offset: int, n: int, with_patients: bool) -> Path:
-    for i in range(n):
-        folder = root / ("benign" if i % 2 else "malignant")
-        folder.mkdir(parents=True, exist_ok=True)
-        ultrasound_like(offset + i).save(folder / f"img_{i:03d}.png")
-        if i % 5 == 0:  # a mask beside it, as in BUSI: must be skipped
-            ultrasound_like(offset + i).convert("L").save(folder / f"img_{i:03d}_mask.png")
-    if with_patients:
-        (root / "bus_data.csv").write_text("ID,Case\n" + "".join(f"img_{i:03d},{i // 2}\n" for i in range(n)))
-    return root
-
-
 @pytest.fixture(scope="module")
 def sites(tmp_path_factory) -> list[Path]:
     root = tmp_path_factory.mktemp("sites")
-    return [_write_site(root / name, offset, n, with_patients=(name == "site_b"))
+    return [write_synthetic_site(root / name, offset, n, with_patients=(name == "site_b"))
             for name, (offset, n) in SITES.items()]
 
 
