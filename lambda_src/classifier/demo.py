@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from . import client
@@ -73,11 +74,19 @@ def run(model_dir: Path, examples_dir: Path, *, num_threads: int = 1, out=sys.st
             return 1
         except client.ClientFailure as exc:
             print(f"A body that is not an image is refused: HTTP {exc.status} {exc.code}: {exc.message}", file=out)
+        page_url = f"{server.url}/"
+        with urllib.request.urlopen(page_url, timeout=30) as resp:
+            kind = resp.headers.get_content_type()
+            if resp.status != 200 or kind != "text/html":
+                print(f"error: GET {page_url} answered {resp.status} {kind}, not the page", file=sys.stderr)
+                return 1
+        print(f"The page to try the model in a browser: {page_url} (up while this demo runs; `make serve` keeps "
+              f"one at http://127.0.0.1:8080/)", file=out)
         print(f"\n{health.get('disclaimer') or DISCLAIMER}", file=out)
         if len(ok) != len(results):
             return 1
         return 0
-    except (client.ClientFailure, KeyError) as exc:
+    except (client.ClientFailure, KeyError, OSError) as exc:
         print(f"error: the local API did not answer as expected: {exc}", file=sys.stderr)
         return 1
     finally:

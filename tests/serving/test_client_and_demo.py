@@ -6,6 +6,7 @@ import functools
 import http.server
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -148,6 +149,7 @@ def test_demo_classifies_the_examples_over_http(tiny_model_dir):
         assert row.split()[2] in ("normal", "benign", "malignant")
     assert "3/3 answered" in out.stdout
     assert "HTTP 400 not_an_image" in out.stdout
+    assert re.search(r"The page to try the model in a browser: http://127\.0\.0\.1:\d+/ ", out.stdout)
     assert out.stdout.rstrip().endswith("not for diagnosis or clinical decisions.")
 
 
