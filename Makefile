@@ -19,12 +19,15 @@ REPORT_DIR ?= reports
 EVAL_OUT ?= reports/eval
 PORT ?= 8080
 TRAIN_ARGS ?=
+LOCAL ?=
+ADAPT_OUT ?= runs/adapted
+ADAPT_ARGS ?=
 
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install demo test serve train cv evaluate audit synth bootstrap deploy destroy bench lint clean
+.PHONY: help install demo test serve train cv evaluate audit adapt synth bootstrap deploy destroy bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -60,11 +63,28 @@ train: $(VENV)/.installed ## train on the site folders in DATA with WEIGHTS; wri
 cv: $(VENV)/.installed ## k-fold cross-validation of a training config on DATA's train + val (never test) -> reports/cv/latest
 	$(PY) -m model_training cv --data "$(CV_DATA)" --weights "$(WEIGHTS)" --out $(REPORT_DIR)/cv/latest $(TRAIN_ARGS)
 
-evaluate: $(VENV)/.installed ## evaluate the served model on a labelled folder DATA; writes $(EVAL_OUT)
-	$(PY) -m model_training evaluate --model $(MODEL_DIR) --data "$(DATA)" --out $(EVAL_OUT)
+evaluate: $(VENV)/.installed ## evaluate the served model on each labelled folder in DATA; writes $(EVAL_OUT)/<folder>
+	@for d in $(DATA); do $(PY) -m model_training evaluate --model $(MODEL_DIR) --data "$$d" --out "$(EVAL_OUT)/$$(basename $$d)" || exit 1; done
 
-audit: $(VENV)/.installed ## duplicate/conflict audit of DATA
-	$(PY) -m model_training audit "$(DATA)" --out $(REPORT_DIR)/audit.json
+adapt: $(VENV)/.installed ## refit the model's cheap parts to a new site: make adapt LOCAL=/path/to/labelled ADAPT_OUT=runs/adapted
+	$(PY) -m model_training adapt --model $(MODEL_DIR) --data "$(LOCAL)" --out $(ADAPT_OUT) $(ADAPT_ARGS)
+
+audit: $(VENV)/.installed ## duplicate/conflict audit of each folder in DATA -> $(REPORT_DIR)/audit-<folder>.json
+	@for d in $(DATA); do $(PY) -m model_training audit "$$d" --out "$(REPORT_DIR)/audit-$$(basename $$d).json" || exit 1; done
+
+# Local batch scoring (classifier.batch): INPUT is a folder or a list file; OUT .csv or .jsonl; a rerun resumes.
+# make batch INPUT=/path/to/archive OUT=results.csv BATCH_ARGS="--processes 2 --labelled"
+INPUT ?= examples
+OUT ?= reports/batch/results.csv
+BATCH_ARGS ?=
+batch: $(VENV)/.installed ## score every image under INPUT (or listed in it) into OUT, all cores, resumable
+	$(PY) -m classifier.batch score "$(INPUT)" --out "$(OUT)" --model $(MODEL_DIR) $(BATCH_ARGS)
+
+# After `make deploy`: health answers with the bundled model, examples get labels, a bad body gets a 4xx.
+STACK ?=
+smoke: $(VENV)/.installed ## check the deployed stack STACK (URL and API key looked up with boto3)
+	@test -n "$(STACK)" || { echo "usage: make smoke STACK=<stack name> [AWS_PROFILE=...] [AWS_REGION=...]"; exit 2; }
+	$(PY) -m classifier.smoke --stack "$(STACK)" --model $(MODEL_DIR) --examples examples
 
 # The CDK CLI pinned in package.json, run with the venv's python3 first on PATH (cdk.json: "python3 app.py").
 # Extra CLI arguments: make deploy CDK_ARGS="-c apiKey=false -c architecture=arm64".
