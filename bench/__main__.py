@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("inference", "cold", "api", "training", "sizes", "hostile", "overhead")
+SECTIONS = ("inference", "cold", "api", "training", "sizes", "hostile", "overhead", "batch")
 
 
 def parse_levels(text: str) -> dict[int, int]:
@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from classifier.model_card import ModelCard
 
     from . import api_load, cold_start, environment, hostile, inference, report, sizes, training_cost
+    from . import batch as batch_bench
     from .images import load_images
 
     card = ModelCard.load(model_dir)
@@ -105,9 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         ("hostile", lambda: hostile.run(model_dir=model_dir, warm_image=images[0][1])),
         ("api_overhead", lambda: hostile.run_overhead(model_dir=model_dir, images=images, log_dir=args.cache,
                                                       requests=60 if args.quick else 400)),
+        ("batch", lambda: batch_bench.run(model_dir=model_dir, data=args.data)),
     ]
     section_of = {"inference": "inference", "cold_start": "cold", "local_api": "api",
-                  "training": "training", "sizes": "sizes", "hostile": "hostile", "api_overhead": "overhead"}
+                  "training": "training", "sizes": "sizes", "hostile": "hostile", "api_overhead": "overhead",
+                  "batch": "batch"}
     for key, step in steps:
         if section_of[key] not in sections:
             continue

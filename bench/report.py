@@ -78,6 +78,26 @@ def goals(results: dict) -> list[dict]:
         f" as shipped ({installed} MB installed, less what lambda_src/prune_site.py removes)" if installed else "")
     rows.append({"goal": "Lambda Python dependencies (lambda_src/requirements.txt installed alone, as the image gets them)",
                  "target": "<= 150 MB", "measured": measured, "met": None if deps is None else deps <= 150})
+    # Issue 12 (only once `--only batch` has run: earlier results have no batch section).
+    bat = results.get("batch") or {}
+    runs = bat.get("runs") or {}
+    if runs:
+        n = str(bat["cpus"])
+        rows.append({"goal": f"local batch (classifier.batch), {bat['cpus']} processes vs 1, shared BUSI, bundled model",
+                     "target": ">= 1.7x",
+                     "measured": f"{bat['speedup']}x ({runs[n]['images_per_s']} vs {runs['1']['images_per_s']} images/s; "
+                                 f"load average {bat.get('load_avg_1m', 0):.1f} at the end)",
+                     "met": None if not bat.get("speedup") else bat["speedup"] >= 1.7})
+        rows.append({"goal": "local batch images/s on the shared BUSI images, bundled model", "target": ">= 100 images/s",
+                     "measured": f"{bat['images_per_s']} images/s ({runs[n]['images']} images, {bat['cpus']} processes)",
+                     "met": bat["images_per_s"] >= 100})
+        cloud = bat["cloud_100k"]
+        rows.append({"goal": "cloud batch of 100,000 images at default settings (README arithmetic, not measured)",
+                     "target": "<= 15 min, <= $2",
+                     "measured": f"{cloud['wall_min']} min, ${cloud['total_usd']} (${cloud['total_without_uploads_usd']} "
+                                 "without the uploads)",
+                     "met": cloud["wall_min"] <= 15 and cloud["total_usd"] <= 2})
+
     return rows
 
 
