@@ -1,4 +1,4 @@
-"""The REST API: POST /predict and GET /health proxied to the function, logged, traced, throttled."""
+"""The REST API: POST /predict, GET /health and GET / (the page) proxied to the function, logged, traced, throttled."""
 
 from __future__ import annotations
 
@@ -96,6 +96,9 @@ class ClassifierApi(Construct):
         self.health_method = self.api.root.add_resource("health").add_method(
             "GET", integration, api_key_required=config.api_key
         )
+        # The page to try the model (static HTML from the function; it asks for the API key and sends it with its
+        # own calls to predict/health, so the page itself needs none).
+        self.page_method = self.api.root.add_method("GET", integration, api_key_required=False)
         self._add_gateway_responses(config=config, disclaimer=disclaimer)
         self._acknowledge_findings(config=config)
 
@@ -124,7 +127,7 @@ class ClassifierApi(Construct):
         specific = {
             # API Gateway answers unknown routes with 403 "Missing Authentication Token"; say what exists.
             apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN: (
-                "404", "not_found", json.dumps("no such route: use POST /predict or GET /health")
+                "404", "not_found", json.dumps("no such route: use POST /predict, GET /health or GET / (the page)")
             ),
             apigw.ResponseType.INVALID_API_KEY: (
                 "403", "invalid_api_key", json.dumps("missing or unknown x-api-key header")
@@ -205,6 +208,10 @@ class ClassifierApi(Construct):
         for method in (self.predict_method, self.health_method):
             acknowledge(method, "APIG4", why)
             acknowledge(method, "COG4", why)
+        page = ("GET / returns the same static HTML page to everyone (no data, no model output, no image); the page "
+                "asks for the API key and sends it with its own calls to the protected predict and health routes.")
+        acknowledge(self.page_method, "APIG4", page)
+        acknowledge(self.page_method, "COG4", page)
 
 
 def _error_template(code: str, message_json: str, disclaimer: str) -> str:

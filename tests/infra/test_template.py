@@ -194,12 +194,14 @@ def _methods(stack: Synthesized) -> dict[str, dict]:
 
 def test_api_routes_are_lambda_proxy_integrations(default_stack: Synthesized):
     methods = _methods(default_stack)
-    assert set(methods) == {"POST predict", "GET health"}
-    for props in methods.values():
+    assert set(methods) == {"POST predict", "GET health", "GET /"}
+    for route, props in methods.items():
         assert props["Integration"]["Type"] == "AWS_PROXY"
         assert props["Integration"]["IntegrationHttpMethod"] == "POST"
         assert "ClassifierFunction" in json.dumps(props["Integration"]["Uri"])
-        assert props["ApiKeyRequired"] is True
+        # the page is static HTML for everyone; it sends the key with its own calls to the protected routes
+        assert props["ApiKeyRequired"] is (route != "GET /")
+    assert "RootResourceId" in json.dumps(methods["GET /"]["ResourceId"])
     predict = methods["POST predict"]
     assert predict["RequestParameters"] == {"method.request.header.Content-Type": True}
     assert "RequestValidatorId" in predict and "application/json" in predict["RequestModels"]
