@@ -10,8 +10,9 @@ groups too, which is all BUSI has), and each site's groups are dealt, seeded, in
 
 * fit (50 %): the feature mean, top-k principal components, residual scale and the statistics' medians/MADs;
 * calibration (25 %): ``warn_threshold`` = the highest per-site 99th percentile of the score (so >= 99 % of
-  each site's calibration ultrasound passes with no warning); ``reject_threshold`` = REJECT_MARGIN x the
-  highest calibration score of any site (no calibration ultrasound would have been refused, with a margin);
+  each site's calibration ultrasound passes with no warning); ``reject_threshold`` = the larger of
+  REJECT_MARGIN x the highest calibration score of any site and REJECT_OVER_WARN x warn_threshold (no
+  calibration ultrasound would have been refused, with a margin);
 * test (25 %): never used for fitting or choosing; the pass rates reported per site.
 
 Then the non-ultrasound set (``non_ultrasound_set``: scikit-image's sample photographs, documents,
@@ -45,7 +46,10 @@ from .errors import TrainingError
 
 PARTS = {"fit": 0.5, "calibration": 0.25, "test": 0.25}
 QUANTILE = 0.99
-REJECT_MARGIN = 1.5
+#: reject_threshold = max(REJECT_MARGIN x the highest calibration score, REJECT_OVER_WARN x warn_threshold):
+#: no held-out ultrasound the threshold was chosen on would have been refused, with a margin.
+REJECT_MARGIN = 1.25
+REJECT_OVER_WARN = 2.0
 #: Smallest robust scale per statistic (a greyscale site's colour fraction has MAD 0).
 STAT_FLOORS = {"colour_fraction": 0.02, "grey_mean": 4.0, "grey_std": 3.0, "white_fraction": 0.02,
                "roughness": 0.03}
@@ -63,7 +67,7 @@ def add_parser(sub) -> None:
                    help="a site's labelled folder (BUSI layout); repeat per site")
     p.add_argument("--report", type=Path, default=Path("reports/input_check"),
                    help="folder for input_check.json and input_check.md")
-    p.add_argument("--components", type=int, default=16, help="principal components of the feature density")
+    p.add_argument("--components", type=int, default=32, help="principal components of the feature density")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-images", type=int, default=0, help="per site, 0 = all (for quick trials)")
     p.add_argument("--dry-run", action="store_true", help="fit and report, but leave model.json alone")
@@ -169,6 +173,8 @@ def fit_density(features: np.ndarray, stats: np.ndarray, components: int) -> dic
     """The card's input_check "features" and "stats" parameters from the fit part (quantiles filled in later)."""
     n, dim = features.shape
     k = max(1, min(components, n - 2, dim))
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    features = features / np.where(norms > 0, norms, 1.0)  # unit length, as InputCheck.feature_parts
     mean = features.mean(axis=0)
     z = features - mean
     _, s, vt = np.linalg.svd(z, full_matrices=False)
@@ -182,21 +188,17 @@ def fit_density(features: np.ndarray, stats: np.ndarray, components: int) -> dic
     return {
         "features": {"dim": int(dim), "mean": encode_array(mean), "components": encode_array(comps),
                      "eigenvalues": [float(v) for v in np.maximum(eig, 1e-12)],
-                     "residual_scale": float(max(resid.mean(), 1e-12)), "q99": 1.0},
+                     "residual_scale": float(max(resid.mean(), 1e-12)), "mahalanobis_q99": 1.0,
+                     "residual_q99": 1.0},
         "stats": {"names": list(STAT_NAMES), "center": [float(v) for v in center],
                   "scale": [float(v) for v in scale], "q99": 1.0},
     }
 
 
-def distances(check: InputCheck, features: np.ndarray, stats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def scores(check: InputCheck, features: np.ndarray, stats: np.ndarray) -> np.ndarray:
     fd = np.array([check.feature_distance(f) for f in features])
     sd = np.array([check.stats_distance(s) for s in stats])
-    return fd, sd
-
-
-def scores(check: InputCheck, features: np.ndarray, stats: np.ndarray) -> np.ndarray:
-    fd, sd = distances(check, features, stats)
-    return np.maximum(fd / check.feature_q99, sd / check.stats_q99)
+    return np.maximum(fd, sd / check.stats_q99)
 
 
 def fit(sites: list[dict], *, components: int, seed: int) -> tuple[dict, dict]:
@@ -213,14 +215,16 @@ def fit(sites: list[dict], *, components: int, seed: int) -> tuple[dict, dict]:
     doc = fit_density(fit_f, fit_s, components)
     doc.update({"warn_threshold": 1.0, "reject_threshold": 1.0})
     raw = InputCheck(doc)
-    fd, sd = distances(raw, fit_f, fit_s)
-    doc["features"]["q99"] = float(max(np.quantile(fd, QUANTILE), 1e-9))
+    parts_fit = np.array([raw.feature_parts(f) for f in fit_f])
+    sd = np.array([raw.stats_distance(s) for s in fit_s])
+    doc["features"]["mahalanobis_q99"] = float(max(np.quantile(parts_fit[:, 0], QUANTILE), 1e-9))
+    doc["features"]["residual_q99"] = float(max(np.quantile(parts_fit[:, 1], QUANTILE), 1e-9))
     doc["stats"]["q99"] = float(max(np.quantile(sd, QUANTILE), 1e-9))
     check = InputCheck(doc)
     calib = {s["name"]: scores(check, s["features"][parts[s["name"]]["calibration"]],
                                s["stats"][parts[s["name"]]["calibration"]]) for s in sites}
     warn = max(float(np.quantile(v, QUANTILE, method="higher")) for v in calib.values())
-    reject = max(REJECT_MARGIN * max(float(v.max()) for v in calib.values()), warn * 1.01)
+    reject = max(REJECT_MARGIN * max(float(v.max()) for v in calib.values()), REJECT_OVER_WARN * warn)
     doc["warn_threshold"], doc["reject_threshold"] = warn, reject
     check = InputCheck(doc)
     held_out = {}
@@ -361,7 +365,7 @@ def score_images(engine: Engine, check: InputCheck, images: list) -> np.ndarray:
         buf = io.BytesIO()
         img.save(buf, format="PNG")  # through the served decoder, as an upload would be
         f, st = measure(engine, decode_rgb(buf.getvalue()))
-        out.append(max(check.feature_distance(f) / check.feature_q99, check.stats_distance(st) / check.stats_q99))
+        out.append(max(check.feature_distance(f), check.stats_distance(st) / check.stats_q99))
     return np.array(out)
 
 
@@ -402,8 +406,8 @@ def markdown(doc: dict) -> str:
              "Research use only. Not a medical device.", "",
              f"Model `{m['model']}`; score = {FORMAT}; {m['components']} principal components.",
              f"warn_threshold **{doc['warn_threshold']:.3f}** (highest per-site {QUANTILE:.0%} quantile on the "
-             f"calibration part), reject_threshold **{doc['reject_threshold']:.3f}** ({REJECT_MARGIN} x the highest "
-             "calibration score).", "",
+             f"calibration part), reject_threshold **{doc['reject_threshold']:.3f}** (the larger of {REJECT_MARGIN} x "
+             f"the highest calibration score and {REJECT_OVER_WARN} x warn_threshold).", "",
              "## Held-out breast ultrasound (groups never used to fit)", "",
              "| site | part | n | passed (no warning) | warned | refused | median score | max score |",
              "|---|---|---|---|---|---|---|---|"]

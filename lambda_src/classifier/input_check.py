@@ -1,12 +1,13 @@
 """Does this input look like a breast-ultrasound frame? A score from the model's own features and cheap image
 statistics, with the thresholds fitted by ``python -m model_training input-check`` and kept in model.json.
 
-The score is ``max(feature_distance / feature_q99, stats_distance / stats_q99)``, so about 1 at the edge of
-the ultrasound the check was fitted on:
+The score is ``max(mahalanobis / its q99, residual / its q99, stats_distance / its q99)``, each part divided by
+its 99th percentile on the fit images, so about 1 at the edge of the ultrasound the check was fitted on:
 
-* ``feature_distance``: the served graph's pooled backbone features (a (1, D) output), centred, projected on
-  the top-k principal components of the fit images; the Mahalanobis distance there plus the residual outside
-  them (scaled by its mean on the fit images), as sqrt((sum c_i^2 / lambda_i + r^2 / r_mean) / (k + 1)).
+* the served graph's pooled backbone features (a (1, D) output), scaled to unit length (ReLU features of
+  ultrasound and of photographs differ more in direction than in size), centred, projected on the top-k
+  principal components of the fit images: ``mahalanobis`` = sum c_i^2 / lambda_i / k there, ``residual`` =
+  the squared length left outside them / its mean on the fit images;
 * ``stats_distance``: the largest robust z-score (|x - median| / (1.4826 MAD + floor)) of a few image statistics
   of the frame as the model sees it (letterbox bars left out): how much of it is coloured, grey mean and spread,
   how much is near-white, and pixel-to-pixel roughness (white noise).
@@ -33,7 +34,7 @@ STAT_NAMES = ("colour_fraction", "grey_mean", "grey_std", "white_fraction", "rou
 COLOUR_CHROMA = 24.0
 #: Grey level above which a pixel counts as near-white (documents, screenshots).
 WHITE_LEVEL = 235.0
-FORMAT = "pca-mahalanobis+residual, robust-z image statistics, v1"
+FORMAT = "l2-normalised features: pca-mahalanobis and residual; robust-z image statistics; v2"
 WARNING = "unusual_input"
 
 
@@ -110,7 +111,8 @@ class InputCheck:
             raise ModelLoadError(f"model.json input_check was fitted on {self.mean.shape[0]} features but the "
                                  f"model outputs {feature_dim}; refit it with `python -m model_training input-check`")
         self.residual_scale = _positive(feats.get("residual_scale"), "features.residual_scale")
-        self.feature_q99 = _positive(feats.get("q99"), "features.q99")
+        self.mahalanobis_q99 = _positive(feats.get("mahalanobis_q99"), "features.mahalanobis_q99")
+        self.residual_q99 = _positive(feats.get("residual_q99"), "features.residual_q99")
         if stats.get("names") != list(STAT_NAMES):
             raise ModelLoadError(f"model.json input_check.stats.names must be {list(STAT_NAMES)}")
         self.stat_center = np.asarray(stats.get("center"), dtype=np.float64)
@@ -125,12 +127,18 @@ class InputCheck:
         if self.reject_threshold < self.warn_threshold:
             raise ModelLoadError("model.json input_check.reject_threshold must be >= warn_threshold")
 
-    def feature_distance(self, features: np.ndarray) -> float:
-        z = np.asarray(features, dtype=np.float64).reshape(-1) - self.mean
+    def feature_parts(self, features: np.ndarray) -> tuple[float, float]:
+        """(mahalanobis, residual) of the unit-length features, before the q99 scaling."""
+        f = np.asarray(features, dtype=np.float64).reshape(-1)
+        norm = float(np.linalg.norm(f))
+        z = (f / norm if norm > 0 else f) - self.mean
         coef = self.components @ z
         resid = max(float(z @ z - coef @ coef), 0.0)
-        k = len(self.eigenvalues)
-        return float(np.sqrt((float(np.sum(coef * coef / self.eigenvalues)) + resid / self.residual_scale) / (k + 1)))
+        return float(np.sum(coef * coef / self.eigenvalues)) / len(self.eigenvalues), resid / self.residual_scale
+
+    def feature_distance(self, features: np.ndarray) -> float:
+        m, r = self.feature_parts(features)
+        return max(m / self.mahalanobis_q99, r / self.residual_q99)
 
     def stats_distance(self, stats: np.ndarray) -> float:
         return float(np.max(np.abs(np.asarray(stats, dtype=np.float64) - self.stat_center) / self.stat_scale))
@@ -138,7 +146,7 @@ class InputCheck:
     def score(self, features: np.ndarray, image: np.ndarray, where: Any = None) -> CheckResult:
         fd = self.feature_distance(features)
         sd = self.stats_distance(image_stats(image, where))
-        score = max(fd / self.feature_q99, sd / self.stats_q99)
+        score = max(fd, sd / self.stats_q99)
         if not np.isfinite(score):
             score = float("inf")
         return CheckResult(float(score), fd, sd, self.warn_threshold, self.reject_threshold)

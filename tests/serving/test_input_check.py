@@ -157,15 +157,22 @@ def test_models_without_features_or_without_the_card_field_skip_the_check(fitted
 def _doc(dim: int = 5, k: int = 2) -> dict:
     comps = np.linalg.qr(np.random.default_rng(0).normal(size=(dim, k)))[0].T
     return {"features": {"dim": dim, "mean": encode_array(np.zeros(dim)), "components": encode_array(comps),
-                         "eigenvalues": [2.0, 1.0], "residual_scale": 0.5, "q99": 3.0},
+                         "eigenvalues": [2.0, 1.0], "residual_scale": 0.5, "mahalanobis_q99": 3.0,
+                         "residual_q99": 4.0},
             "stats": {"names": list(STAT_NAMES), "center": [0.0] * 5, "scale": [1.0] * 5, "q99": 4.0},
             "warn_threshold": 1.0, "reject_threshold": 2.0}
 
 
 def test_score_formula():
     check = InputCheck(_doc())
-    f = check.components[0] * 2.0 + 0.0  # 2 along the first component: c = (2, 0), residual 0
-    assert check.feature_distance(f) == pytest.approx(np.sqrt((4 / 2.0) / 3))
+    f = check.components[0] * 5.0  # scaled to unit length: c = (1, 0), residual 0
+    assert check.feature_parts(f) == pytest.approx((1 / 2.0 / 2, 0.0))
+    assert check.feature_distance(f) == pytest.approx(0.25 / 3.0)
+    g = check.components[0] * 0.6 + check.components[1] * 0.8  # unit length already: c = (0.6, 0.8)
+    assert check.feature_parts(g) == pytest.approx(((0.36 / 2 + 0.64 / 1) / 2, 0.0))
+    off = np.ones(5) / np.sqrt(5)
+    c = check.components @ off
+    assert check.feature_parts(off)[1] == pytest.approx((1 - c @ c) / 0.5)
     stats = np.array([0.0, 0.0, 8.0, 0.0, 0.0])
     assert check.stats_distance(stats) == pytest.approx(8.0)
 
