@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from classifier.engine import Engine
 from classifier.errors import ClientError
 from classifier.input_check import (FORMAT, STAT_NAMES, InputCheck, encode_array, image_stats)
-from classifier.model_card import CARD_FILE, ModelCard
+from classifier.model_card import CARD_FILE, MODEL_FILE, ModelCard
 from classifier.preprocessing import decode_rgb, placement, resize_for_model
 
 from .data import discover
@@ -430,9 +430,30 @@ def markdown(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _engine_without_check(model_dir: Path) -> Engine:
+    """The model's Engine, loaded from a copy whose card has no input_check: a refit must not depend on the old
+    check (which may be from an older format, or fitted on other features, and so refuse to load)."""
+    import shutil
+    import tempfile
+
+    raw = json.loads((model_dir / CARD_FILE).read_text())
+    if "input_check" not in raw:
+        return Engine(model_dir)
+    raw.pop("input_check")
+    tmp = Path(tempfile.mkdtemp(prefix="input-check-"))
+    try:
+        shutil.copy2(model_dir / MODEL_FILE, tmp / MODEL_FILE)
+        (tmp / CARD_FILE).write_text(json.dumps(raw))
+        engine = Engine(tmp)
+        engine.model_dir = model_dir
+        return engine
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # the Engine holds the model's bytes, not the file
+
+
 def run(model_dir: Path, data: list[Path], *, report: Path, components: int = 16, seed: int = 0,
         max_images: int = 0, dry_run: bool = False, command: str = "") -> dict:
-    engine = Engine(model_dir)
+    engine = _engine_without_check(Path(model_dir))
     sites = [load_site(engine, Path(root), max_images=max_images) for root in data]
     doc, measured = fit(sites, components=components, seed=seed)
     check = InputCheck(doc, feature_dim=doc["features"]["dim"])

@@ -34,6 +34,8 @@ STAT_NAMES = ("colour_fraction", "grey_mean", "grey_std", "white_fraction", "rou
 COLOUR_CHROMA = 24.0
 #: Grey level above which a pixel counts as near-white (documents, screenshots).
 WHITE_LEVEL = 235.0
+#: The statistics read every STRIDE-th pixel of the model input in each direction.
+STRIDE = 2
 FORMAT = "l2-normalised features: pca-mahalanobis and residual; robust-z image statistics; v2"
 WARNING = "unusual_input"
 
@@ -63,13 +65,15 @@ def image_stats(image: np.ndarray, where: Any = None) -> np.ndarray:
         w, h = round(where.scale_x * where.width), round(where.scale_y * where.height)
         if w >= 2 and h >= 2:
             image = image[where.top:where.top + h, where.left:where.left + w]
-    img = np.asarray(image, dtype=np.float32)
-    chroma = img.max(axis=-1) - img.min(axis=-1)
-    grey = img.mean(axis=-1)
-    std = float(grey.std())
-    rough = float(np.abs(np.diff(grey, axis=1)).mean() + np.abs(np.diff(grey, axis=0)).mean()) / 2.0
-    return np.array([float((chroma > COLOUR_CHROMA).mean()), float(grey.mean()), std,
-                     float((grey > WHITE_LEVEL).mean()), rough / (std + 1.0)])
+    img = np.asarray(image, dtype=np.float32)[::STRIDE, ::STRIDE]  # every other pixel: ~4x cheaper, same picture
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    chroma = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
+    grey = (r + g + b) / 3.0
+    mean = float(grey.mean())
+    std = float(np.sqrt(max(float(np.mean(grey * grey)) - mean * mean, 0.0)))
+    rough = float(np.abs(grey[:, 1:] - grey[:, :-1]).mean() + np.abs(grey[1:] - grey[:-1]).mean()) / 2.0
+    return np.array([float(np.count_nonzero(chroma > COLOUR_CHROMA)) / chroma.size, mean, std,
+                     float(np.count_nonzero(grey > WHITE_LEVEL)) / grey.size, rough / (std + 1.0)])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -205,3 +205,21 @@ def test_a_check_fitted_on_other_features_is_a_load_error(fitted, tmp_path):
     resp = service(rest_event("GET", "/health"))
     assert resp["statusCode"] == 503
     assert "refit it" in service.load_error
+
+
+def test_refit_replaces_an_outdated_check(fitted, sites, tmp_path):
+    """A card whose input_check no longer loads (older format) can still be refitted by the CLI."""
+    from model_training.__main__ import main
+
+    model, _, _ = fitted
+    shutil.copytree(model, tmp_path / "m")
+    raw = json.loads((tmp_path / "m" / "model.json").read_text())
+    raw["input_check"]["features"].pop("residual_q99")
+    (tmp_path / "m" / "model.json").write_text(json.dumps(raw, indent=2))
+    with pytest.raises(ModelLoadError):
+        ModelCard.load(tmp_path / "m")
+    args = ["input-check", "--model", str(tmp_path / "m"), "--report", str(tmp_path / "r"), "--components", "4"]
+    for site in sites:
+        args += ["--data", str(site)]
+    assert main(args) == 0
+    assert ModelCard.load(tmp_path / "m").input_check["features"]["residual_q99"] > 0
