@@ -27,7 +27,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install demo test serve train cv evaluate audit adapt synth bootstrap deploy destroy bench lint clean
+.PHONY: help install demo test serve train cv evaluate audit adapt input-check synth bootstrap deploy destroy bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,7 +54,7 @@ demo: $(SERVE_VENV)/.installed ## start the local API on the bundled model and c
 test: $(VENV)/.installed ## run the whole test suite
 	$(PY) -m pytest
 
-serve: $(SERVE_VENV)/.installed ## local API on 127.0.0.1:$(PORT), same events as API Gateway
+serve: $(SERVE_VENV)/.installed ## local API and the page (http://127.0.0.1:$(PORT)/) on the bundled model, same events as API Gateway
 	PYTHONPATH=lambda_src $(SERVE_PY) -m classifier.local_api --model $(MODEL_DIR) --port $(PORT)
 
 train: $(VENV)/.installed ## train on the site folders in DATA with WEIGHTS; writes $(MODEL_DIR) and $(REPORT_DIR)
@@ -68,6 +68,9 @@ evaluate: $(VENV)/.installed ## evaluate the served model on each labelled folde
 
 adapt: $(VENV)/.installed ## refit the model's cheap parts to a new site: make adapt LOCAL=/path/to/labelled ADAPT_OUT=runs/adapted
 	$(PY) -m model_training adapt --model $(MODEL_DIR) --data "$(LOCAL)" --out $(ADAPT_OUT) $(ADAPT_ARGS)
+
+input-check: $(VENV)/.installed ## fit the "is this a breast ultrasound?" check of $(MODEL_DIR) on the sites in DATA -> its model.json + $(REPORT_DIR)/input_check
+	$(PY) -m model_training input-check --model $(MODEL_DIR) $(foreach d,$(DATA),--data "$(d)") --report $(REPORT_DIR)/input_check
 
 audit: $(VENV)/.installed ## duplicate/conflict audit of each folder in DATA -> $(REPORT_DIR)/audit-<folder>.json
 	@for d in $(DATA); do $(PY) -m model_training audit "$$d" --out "$(REPORT_DIR)/audit-$$(basename $$d).json" || exit 1; done
