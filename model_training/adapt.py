@@ -200,7 +200,7 @@ def adapt(*, model_dir: Path, data: Path, out: Path, work: Path, folds: int = 5,
     from . import lesion_model  # noqa: F401 (registers the custom layers for loading)
     from .export import to_tflite, write_model
     from .lesion_fit import seg_loss  # noqa: F401 (registered loss)
-    from .lesion_model import build_served
+    from .lesion_model import build_served, save_for_adapt
 
     try:
         card = ModelCard.load(model_dir)
@@ -252,7 +252,7 @@ def adapt(*, model_dir: Path, data: Path, out: Path, work: Path, folds: int = 5,
                 sites=card.sites + [{"name": site.name, "images": int(len(labels)), "adapted": True,
                                      "cross_validation": {k: _brief(v) for k, v in results.items()}}],
                 test_metrics={}, extra=extra)
-    model.save(staging / MODEL_KERAS)
+    save_for_adapt(model, staging / MODEL_KERAS)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("model.tflite", "model.json", MODEL_KERAS):
         shutil.copy2(staging / name, out / name)

@@ -13,7 +13,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from classifier.errors import ClientError
-from classifier.preprocessing import decode_rgb, resize_for_model
+from classifier.preprocessing import PREPROCESSING_ID, decode_rgb, resize_for_model
 
 from .errors import BadFilesError, DataFolderError
 
@@ -95,9 +95,9 @@ def decode_all(samples: list[Sample], *, skip_bad: bool, desc: str = "decode"):
     return kept, images
 
 
-def to_arrays(images, size: int) -> np.ndarray:
+def to_arrays(images, size: int, preprocessing_id: str = PREPROCESSING_ID) -> np.ndarray:
     """PIL RGB images -> (N, size, size, 3) float32 in [0, 255], exactly what the server feeds."""
     out = np.empty((len(images), size, size, 3), dtype=np.float32)
     for i, img in enumerate(images):
-        out[i] = resize_for_model(img, size)
+        out[i] = resize_for_model(img, size, preprocessing_id)
     return out

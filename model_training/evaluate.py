@@ -66,13 +66,14 @@ def evaluate_folder(*, model: Path, data: Path, out: Path, skip_bad: bool = Fals
         samples = select_split(samples, split_file, split_name)
     samples, images = decode_all(samples, skip_bad=skip_bad)
     y = label_indices([s.label for s in samples], engine.labels)
-    probs = engine_probs(engine, to_arrays(images, engine.card.input_size), desc="evaluate")
+    probs = engine_probs(engine, to_arrays(images, engine.card.input_size, engine.card.preprocessing_id), desc="evaluate")
     result = write_outputs(
         y, probs, engine.labels, out, title=f"{data.name} (n={len(y)})", n_boot=n_boot,
         extra={"model_version": engine.card.version, "data": str(data)},
     )
     predictions = [
-        {"file": s.key, "label": s.label, "predicted": engine.labels[int(p.argmax())],
+        {"file": s.key, "label": s.label,
+         "predicted": engine.card.decide({l: float(v) for l, v in zip(engine.labels, p)})[0],
          "probabilities": {l: round(float(v), 6) for l, v in zip(engine.labels, p)}}
         for s, p in zip(samples, probs)
     ]

@@ -96,7 +96,7 @@ def seg_loss(y_true, y_pred):
 def _compile(model: keras.Model, lr) -> None:
     bce = keras.losses.BinaryCrossentropy(from_logits=True)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr),
-                  loss={"seg": seg_loss, "lesion": bce, "malig": bce, "context": None},
+                  loss={"seg": seg_loss, "lesion": bce, "malig": bce},
                   loss_weights={"seg": 1.0, "lesion": 0.5, "malig": 1.0})
 
 

@@ -88,7 +88,7 @@ def build_lesion_model(*, input_size: int, weights: str, backbone: str = "mobile
     context = keras.layers.GlobalAveragePooling2D(name="context")(f7)
     z = keras.layers.Dropout(dropout, name="dropout")(keras.layers.Concatenate(name="malig_features")([at_lesion, context]))
     malig = keras.layers.Dense(1, name="malig")(z)
-    model = keras.Model(image, {"seg": seg, "lesion": lesion, "malig": malig, "context": context}, name="lesion_model")
+    model = keras.Model(image, {"seg": seg, "lesion": lesion, "malig": malig}, name="lesion_model")
     return model, feature_maps
 
 
@@ -110,8 +110,11 @@ def build_served(models: list[keras.Model], *, input_size: int, lesion_temperatu
     combine = HierarchicalProbs(lesion_temperature, malignant_temperature, name="calibrated_probs")
     probs, maps, feats = [], [], []
     for k, model in enumerate(models):
+        # One graph, four outputs: the heads plus the pooled features, without a second backbone pass.
+        core = keras.Model(model.input, {name: model.get_layer(name).output
+                                         for name in ("seg", "lesion", "malig", "context")}, name=f"core_{k}")
         for view, mirrored in views:
-            out = model(view)
+            out = core(view)
             probs.append(combine([out["lesion"], out["malig"]]))
             feats.append(out["context"])
             heat = keras.layers.Activation("sigmoid")(out["seg"])
@@ -122,3 +125,10 @@ def build_served(models: list[keras.Model], *, input_size: int, lesion_temperatu
     # The pooled backbone features, for out-of-distribution scores fitted on the training sites.
     feat = feats[0] if len(feats) == 1 else keras.layers.Average(name="average_features")(feats)
     return keras.Model(image, {"probabilities": prob, "heatmap": heat, "features": feat}, name="served_lesion")
+
+
+def save_for_adapt(model: keras.Model, path) -> None:
+    """The trained graph and weights without optimizer state (a third of the size), for `adapt`."""
+    clean = keras.Model.from_config(model.get_config())
+    clean.set_weights(model.get_weights())
+    clean.save(path)

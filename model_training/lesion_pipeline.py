@@ -156,7 +156,7 @@ def _served_input(engine: Engine, path: Path) -> np.ndarray:
 
 def train_lesion(cfg: TrainConfig) -> dict:
     from .export import to_tflite, write_model
-    from .lesion_model import build_served
+    from .lesion_model import build_served, save_for_adapt
 
     start = time.time()
     seed_everything(cfg.seed)
@@ -205,7 +205,7 @@ def train_lesion(cfg: TrainConfig) -> dict:
     tick = time.time()
     served = build_served([final.model], input_size=cfg.input_size, lesion_temperature=calib["lesion_temperature"],
                           malignant_temperature=calib["malignant_temperature"], tta_flip=tta)
-    final.model.save(cfg.work / MODEL_KERAS)
+    save_for_adapt(final.model, cfg.work / MODEL_KERAS)
     tflite = to_tflite(served, quantize="none")
     staging = cfg.work / "export"
     shutil.rmtree(staging, ignore_errors=True)
@@ -243,7 +243,7 @@ def train_lesion(cfg: TrainConfig) -> dict:
              "leave_one_site_out": loso, "test": test, "parity": parity, "fit_history": final.history,
              "train_wall_seconds": round(wall, 1), "stage_seconds": seconds, "peak_memory_mb": round(peak, 1)}
     write_model(staging, tflite, test_metrics=_pooled_test(splits, test_probs), sites=site_cards, extra=extra, **common)
-    final.model.save(staging / MODEL_KERAS)
+    save_for_adapt(final.model, staging / MODEL_KERAS)
     _publish(staging, cfg.out)
     card = json.loads((cfg.out / "model.json").read_text())
 
