@@ -38,7 +38,8 @@ def test_attribution():
 def test_examples_are_held_out_by_the_bundled_models_split():
     if not SPLIT.is_file():
         pytest.skip("reports/split.json (written by `make train`) is absent")
-    files = json.loads(SPLIT.read_text())["files"]
+    split = json.loads(SPLIT.read_text())
+    files = split["sites"]["busi"]["files"] if "sites" in split else split["files"]
     for example, original in originals().items():
         entry = files[original]
         assert entry["split"] == "test", f"{example} ({original}) is in the {entry['split']} split"
