@@ -70,7 +70,7 @@ adapt: $(VENV)/.installed ## refit the model's cheap parts to a new site: make a
 	$(PY) -m model_training adapt --model $(MODEL_DIR) --data "$(LOCAL)" --out $(ADAPT_OUT) $(ADAPT_ARGS)
 
 input-check: $(VENV)/.installed ## fit the "is this a breast ultrasound?" check of $(MODEL_DIR) on the sites in DATA -> its model.json + $(REPORT_DIR)/input_check
-	$(PY) -m model_training input-check --model $(MODEL_DIR) $(foreach d,$(DATA),--data "$(d)") --report $(REPORT_DIR)/input_check
+	$(PY) -m model_training input-check --model $(MODEL_DIR) $(foreach d,$(DATA),--data "$(d)") --report $(REPORT_DIR)/input_check $(if $(wildcard $(REPORT_DIR)/split.json),--split $(REPORT_DIR)/split.json)
 
 audit: $(VENV)/.installed ## duplicate/conflict audit of each folder in DATA -> $(REPORT_DIR)/audit-<folder>.json
 	@for d in $(DATA); do $(PY) -m model_training audit "$$d" --out "$(REPORT_DIR)/audit-$$(basename $$d).json" || exit 1; done

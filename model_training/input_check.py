@@ -70,6 +70,9 @@ def add_parser(sub) -> None:
     p.add_argument("--components", type=int, default=32, help="principal components of the feature density")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-images", type=int, default=0, help="per site, 0 = all (for quick trials)")
+    p.add_argument("--split", type=Path, default=None,
+                   help="the model's split.json (from `make train`): fit on the images it trained on, calibrate "
+                        "and test on its held-out test images (default: a 50/25/25 group-aware deal of all images)")
     p.add_argument("--dry-run", action="store_true", help="fit and report, but leave model.json alone")
 
 
@@ -130,7 +133,7 @@ def load_site(engine: Engine, root: Path, *, max_images: int = 0) -> dict:
         rng = np.random.default_rng(0)
         samples = [samples[i] for i in sorted(rng.choice(len(samples), min(max_images, len(samples)), replace=False))]
     patients = _patients(root)
-    feats, stats, thumbs, names = [], [], [], []
+    feats, stats, thumbs, names, keys = [], [], [], [], []
     skipped = 0
     for s in tqdm(samples, desc=f"{root.name}: features", unit="img", leave=False):
         try:
@@ -143,13 +146,38 @@ def load_site(engine: Engine, root: Path, *, max_images: int = 0) -> dict:
         stats.append(st)
         thumbs.append(thumbnail_vector(img))
         names.append(s.path.stem)
+        keys.append(s.key)
     if not names:
         raise TrainingError(f"no readable images in {root}")
     return {"name": Path(root).resolve().name, "root": str(root), "features": np.stack(feats),
             "stats": np.stack(stats), "groups": _groups(names, patients, np.stack(thumbs)),
             "grouped_by": "patient (metadata CSV) + near-duplicate thumbnails" if patients else
                           "near-duplicate thumbnails (no patient ids)",
-            "skipped": skipped}
+            "skipped": skipped, "keys": keys}
+
+
+def model_split_parts(site: dict, split_doc: dict, seed: int) -> dict[str, np.ndarray]:
+    """Parts from the model's own split.json (`make train` writes it): the images the model trained on
+    (trainval) fit the density; its held-out test images, dealt by their group into two halves, are the
+    calibration and test parts, so thresholds are chosen and measured on ultrasound the model never saw."""
+    files = (split_doc.get("sites", {}).get(site["name"]) or {}).get("files")
+    if not files:
+        raise TrainingError(f"the split file has no entry for site {site['name']!r}: "
+                            f"it lists {', '.join(split_doc.get('sites', {})) or 'no sites'}")
+    held = [i for i, k in enumerate(site["keys"]) if (files.get(k) or {}).get("split") == "test"]
+    fit_idx = [i for i, k in enumerate(site["keys"]) if (files.get(k) or {}).get("split") != "test"]
+    groups = [files[site["keys"][i]].get("group") or site["keys"][i] for i in held]
+    ids = sorted(set(groups))
+    order = np.random.default_rng(seed).permutation(len(ids))
+    half, acc, part_of = len(held) / 2.0, 0, {}
+    counts = {g: groups.count(g) for g in ids}
+    for j in order:
+        g = ids[j]
+        part_of[g] = "calibration" if acc < half else "test"
+        acc += counts[g]
+    return {"fit": np.asarray(fit_idx, dtype=int),
+            "calibration": np.asarray([i for i, g in zip(held, groups) if part_of[g] == "calibration"], dtype=int),
+            "test": np.asarray([i for i, g in zip(held, groups) if part_of[g] == "test"], dtype=int)}
 
 
 def split_groups(groups: list[int], seed: int) -> dict[str, np.ndarray]:
@@ -201,9 +229,12 @@ def scores(check: InputCheck, features: np.ndarray, stats: np.ndarray) -> np.nda
     return np.maximum(fd, sd / check.stats_q99)
 
 
-def fit(sites: list[dict], *, components: int, seed: int) -> tuple[dict, dict]:
-    """(the card's input_check, the measurements) from loaded sites."""
-    parts = {s["name"]: split_groups(s["groups"], seed) for s in sites}
+def fit(sites: list[dict], *, components: int, seed: int, split_doc: dict | None = None) -> tuple[dict, dict]:
+    """(the card's input_check, the measurements) from loaded sites; parts from the model's split when given."""
+    if split_doc is not None:
+        parts = {s["name"]: model_split_parts(s, split_doc, seed) for s in sites}
+    else:
+        parts = {s["name"]: split_groups(s["groups"], seed) for s in sites}
     for name, site_parts in parts.items():
         empty = [p for p, idx in site_parts.items() if len(idx) == 0]
         if empty:
@@ -408,6 +439,7 @@ def markdown(doc: dict) -> str:
              f"warn_threshold **{doc['warn_threshold']:.3f}** (highest per-site {QUANTILE:.0%} quantile on the "
              f"calibration part), reject_threshold **{doc['reject_threshold']:.3f}** (the larger of {REJECT_MARGIN} x "
              f"the highest calibration score and {REJECT_OVER_WARN} x warn_threshold).", "",
+             f"Parts: {m['parts_from']}.", "",
              "## Held-out breast ultrasound (groups never used to fit)", "",
              "| site | part | n | passed (no warning) | warned | refused | median score | max score |",
              "|---|---|---|---|---|---|---|---|"]
@@ -451,11 +483,12 @@ def _engine_without_check(model_dir: Path) -> Engine:
         shutil.rmtree(tmp, ignore_errors=True)  # the Engine holds the model's bytes, not the file
 
 
-def run(model_dir: Path, data: list[Path], *, report: Path, components: int = 16, seed: int = 0,
-        max_images: int = 0, dry_run: bool = False, command: str = "") -> dict:
+def run(model_dir: Path, data: list[Path], *, report: Path, components: int = 32, seed: int = 0,
+        max_images: int = 0, dry_run: bool = False, command: str = "", split: Path | None = None) -> dict:
     engine = _engine_without_check(Path(model_dir))
+    split_doc = json.loads(Path(split).read_text()) if split else None
     sites = [load_site(engine, Path(root), max_images=max_images) for root in data]
-    doc, measured = fit(sites, components=components, seed=seed)
+    doc, measured = fit(sites, components=components, seed=seed, split_doc=split_doc)
     check = InputCheck(doc, feature_dim=doc["features"]["dim"])
     measured["non_ultrasound"] = non_ultrasound_rates(engine, check, seed)
     doc["format"] = FORMAT
@@ -464,7 +497,13 @@ def run(model_dir: Path, data: list[Path], *, report: Path, components: int = 16
         "command": command or "python -m model_training input-check",
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "sites": [s["name"] for s in sites], "seed": seed, "components": len(doc["features"]["eigenvalues"]),
-        "quantile": QUANTILE, "reject_margin": REJECT_MARGIN, "parts": dict(PARTS), **measured,
+        "quantile": QUANTILE, "reject_margin": REJECT_MARGIN, "reject_over_warn": REJECT_OVER_WARN,
+        "parts_from": (f"the model's split ({split}): the images it trained on fit the density, its held-out "
+                       "test images, halved by group, are the calibration and test parts") if split else
+                      ("this command's own group-aware deal, fit/calibration/test " +
+                       "/".join(f"{v:.0%}" for v in PARTS.values()) + " per site (the model may have trained on "
+                       "some calibration/test images)"),
+        **measured,
     }
     report.mkdir(parents=True, exist_ok=True)
     summary = {k: v for k, v in doc.items() if k not in ("features",)}
@@ -479,9 +518,10 @@ def run_cli(args) -> int:
     command = (f"python -m model_training input-check --model {args.model} "
                + " ".join(f"--data {d}" for d in args.data)
                + f" --components {args.components} --seed {args.seed}"
-               + (f" --max-images {args.max_images}" if args.max_images else ""))
+               + (f" --max-images {args.max_images}" if args.max_images else "")
+               + (f" --split {args.split}" if args.split else ""))
     doc = run(args.model, args.data, report=args.report, components=args.components, seed=args.seed,
-              max_images=args.max_images, dry_run=args.dry_run, command=command)
+              max_images=args.max_images, dry_run=args.dry_run, command=command, split=args.split)
     print(markdown(doc))
     print(f"written: {args.report}/input_check.json, input_check.md"
           + ("" if args.dry_run else f"; {args.model}/{CARD_FILE} input_check"))

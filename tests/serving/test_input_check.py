@@ -223,3 +223,33 @@ def test_refit_replaces_an_outdated_check(fitted, sites, tmp_path):
         args += ["--data", str(site)]
     assert main(args) == 0
     assert ModelCard.load(tmp_path / "m").input_check["features"]["residual_q99"] > 0
+
+
+def test_parts_from_the_models_split(fitted, sites, tmp_path):
+    """--split: the model's trainval images fit the density; its test images, halved by group, calibrate and test."""
+    from model_training.__main__ import main
+
+    model, _, _ = fitted
+    split = {"sites": {}}
+    for site in sites:
+        files = {}
+        for path in sorted(p for p in site.rglob("img_*.png") if "_mask" not in p.name):
+            i = int(path.stem.split("_")[1])
+            files[f"{path.parent.name}/{path.name}"] = {"split": "test" if i % 5 < 2 else "trainval",
+                                                        "group": f"{site.name}:{i // 2}"}
+        split["sites"][site.name] = {"files": files}
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    before = (model / "model.json").read_text()
+    args = ["input-check", "--model", str(model), "--report", str(tmp_path / "r"), "--components", "4",
+            "--split", str(tmp_path / "split.json"), "--dry-run"]
+    for site in sites:
+        args += ["--data", str(site)]
+    assert main(args) == 0
+    doc = json.loads((tmp_path / "r" / "input_check.json").read_text())
+    for name, (_, n) in SITES.items():
+        parts = doc["fitted"]["parts"][name]
+        n_test = sum(1 for i in range(n) if i % 5 < 2)
+        assert parts["fit"] == n - n_test and parts["calibration"] + parts["test"] == n_test
+        assert abs(parts["calibration"] - parts["test"]) <= 4  # halves, whole groups of two
+    assert "the model's split" in doc["fitted"]["parts_from"]
+    assert (model / "model.json").read_text() == before  # --dry-run leaves the card alone
