@@ -9,8 +9,8 @@ its 99th percentile on the fit images, so about 1 at the edge of the ultrasound 
   principal components of the fit images: ``mahalanobis`` = sum c_i^2 / lambda_i / k there, ``residual`` =
   the squared length left outside them / its mean on the fit images;
 * ``stats_distance``: the largest robust z-score (|x - median| / (1.4826 MAD + floor)) of a few image statistics
-  of the frame as the model sees it (letterbox bars left out): how much of it is coloured, grey mean and spread,
-  how much is near-white, and pixel-to-pixel roughness (white noise).
+  of the frame as the model sees it (letterbox bars left out): how much of it is coloured (photographs,
+  screenshots), the spread of its grey levels (blank frames) and pixel-to-pixel roughness (white noise).
 
 ``score < warn_threshold``: passes; ``warn_threshold <= score < reject_threshold``: answered with
 ``warnings: ["unusual_input"]``; ``score >= reject_threshold``: refused, 422 ``not_ultrasound``.
@@ -29,14 +29,14 @@ import numpy as np
 from .errors import ModelLoadError, NotUltrasound
 
 #: The statistics, in the order the card's "stats" lists keep their medians and scales.
-STAT_NAMES = ("colour_fraction", "grey_mean", "grey_std", "white_fraction", "roughness")
+#: (Grey mean and the near-white fraction were tried and dropped: BUS-BRA frames with bright, saturated areas
+#: made them the largest z-scores of held-out ultrasound, which raised the warning threshold for everything.)
+STAT_NAMES = ("colour_fraction", "grey_std", "roughness")
 #: Chroma (max - min of R, G, B, 0-255) above which a pixel counts as coloured.
 COLOUR_CHROMA = 24.0
-#: Grey level above which a pixel counts as near-white (documents, screenshots).
-WHITE_LEVEL = 235.0
 #: The statistics read every STRIDE-th pixel of the model input in each direction.
 STRIDE = 2
-FORMAT = "l2-normalised features: pca-mahalanobis and residual; robust-z image statistics; v2"
+FORMAT = "l2-normalised features: pca-mahalanobis and residual; robust-z image statistics; v3"
 WARNING = "unusual_input"
 
 
@@ -72,8 +72,7 @@ def image_stats(image: np.ndarray, where: Any = None) -> np.ndarray:
     mean = float(grey.mean())
     std = float(np.sqrt(max(float(np.mean(grey * grey)) - mean * mean, 0.0)))
     rough = float(np.abs(grey[:, 1:] - grey[:, :-1]).mean() + np.abs(grey[1:] - grey[:-1]).mean()) / 2.0
-    return np.array([float(np.count_nonzero(chroma > COLOUR_CHROMA)) / chroma.size, mean, std,
-                     float(np.count_nonzero(grey > WHITE_LEVEL)) / grey.size, rough / (std + 1.0)])
+    return np.array([float(np.count_nonzero(chroma > COLOUR_CHROMA)) / chroma.size, std, rough / (std + 1.0)])
 
 
 @dataclasses.dataclass(frozen=True)
