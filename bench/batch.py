@@ -56,22 +56,29 @@ def cloud_estimate(*, images: int = 100_000, per_image_s: float, items_per_batch
     }
 
 
-def run(*, model_dir: Path, data: Path, processes: int | None = None) -> dict:
+def run(*, model_dir: Path, data: Path, processes: int | None = None, repeats: int = 3) -> dict:
+    """``repeats`` runs per process count, alternating; the best run of each is reported (other jobs on a shared
+    machine only ever slow a run down), every run is kept in ``all_images_per_s``."""
     from classifier import batch
 
     if not data.is_dir():
         return {"skipped": f"{data} is absent"}
     n_cpu = processes or batch.default_processes()
-    out: dict = {"data": str(data), "cpus": n_cpu, "runs": {}}
+    out: dict = {"data": str(data), "cpus": n_cpu, "repeats": repeats, "runs": {}}
     tmp = Path(tempfile.mkdtemp(prefix="bench-batch-"))
     try:
-        for n in sorted({1, n_cpu}):
-            t0 = time.perf_counter()
-            summary = batch.run(data, tmp / f"p{n}.csv", model_dir=model_dir, processes=n, progress=False)
-            out["runs"][str(n)] = {"images": summary["scored_now"], "errors": sum(summary["errors"].values()),
-                                   "images_per_s": summary["images_per_s"],
-                                   "images_per_s_after_first": summary["images_per_s_after_first"],
-                                   "wall_s": round(time.perf_counter() - t0, 2)}
+        for rep in range(repeats):
+            for n in sorted({1, n_cpu}):
+                t0 = time.perf_counter()
+                summary = batch.run(data, tmp / f"p{n}-{rep}.csv", model_dir=model_dir, processes=n, progress=False)
+                this = {"images": summary["scored_now"], "errors": sum(summary["errors"].values()),
+                        "images_per_s": summary["images_per_s"],
+                        "images_per_s_after_first": summary["images_per_s_after_first"],
+                        "wall_s": round(time.perf_counter() - t0, 2), "load_avg_1m": round(os.getloadavg()[0], 2)}
+                best = out["runs"].get(str(n))
+                if best is None or (this["images_per_s"] or 0) > (best["images_per_s"] or 0):
+                    out["runs"][str(n)] = {**this, "all_images_per_s": (best or {}).get("all_images_per_s", [])}
+                out["runs"][str(n)]["all_images_per_s"].append(this["images_per_s"])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     one = out["runs"]["1"]["images_per_s"]

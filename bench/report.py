@@ -85,8 +85,9 @@ def goals(results: dict) -> list[dict]:
         n = str(bat["cpus"])
         rows.append({"goal": f"local batch (classifier.batch), {bat['cpus']} processes vs 1, shared BUSI, bundled model",
                      "target": ">= 1.7x",
-                     "measured": f"{bat['speedup']}x ({runs[n]['images_per_s']} vs {runs['1']['images_per_s']} images/s; "
-                                 f"load average {bat.get('load_avg_1m', 0):.1f} at the end)",
+                     "measured": f"{bat['speedup']}x ({runs[n]['images_per_s']} vs {runs['1']['images_per_s']} images/s, "
+                                 f"best of {bat.get('repeats', 1)}; all runs {runs[n].get('all_images_per_s')} vs "
+                                 f"{runs['1'].get('all_images_per_s')})",
                      "met": None if not bat.get("speedup") else bat["speedup"] >= 1.7})
         rows.append({"goal": "local batch images/s on the shared BUSI images, bundled model", "target": ">= 100 images/s",
                      "measured": f"{bat['images_per_s']} images/s ({runs[n]['images']} images, {bat['cpus']} processes)",

@@ -26,8 +26,10 @@ def test_cloud_arithmetic_at_the_defaults():
 
 def test_run_and_goal_rows(tmp_path, tiny_model_dir):
     make_folder(tmp_path / "data", n_per_class=2)
-    result = batch_bench.run(model_dir=tiny_model_dir, data=tmp_path / "data", processes=2)
+    result = batch_bench.run(model_dir=tiny_model_dir, data=tmp_path / "data", processes=2, repeats=2)
     assert set(result["runs"]) == {"1", "2"} and result["runs"]["2"]["images"] == 8
+    assert len(result["runs"]["2"]["all_images_per_s"]) == 2
+    assert result["runs"]["2"]["images_per_s"] == max(result["runs"]["2"]["all_images_per_s"])
     assert result["runs"]["1"]["errors"] == 2 and result["speedup"] > 0
     rows = {r["goal"]: r for r in report.goals({"batch": result})}
     assert any(g.startswith("local batch images/s") for g in rows)
