@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .errors import ClientError, ModelLoadError
+from .input_check import WARNING
 from .model_card import DISCLAIMER, ModelCard
 from .settings import DEFAULT_MODEL_DIR
 
@@ -52,7 +53,10 @@ class BatchError(Exception):
 def prediction(engine, data: bytes, *, heatmap: bool = False) -> dict[str, Any]:
     """What the API's POST /predict answers for these bytes (label, label_rule, probabilities, model,
     disclaimer, localisation), built from the same two calls. Raises ClientError for a bad image."""
-    analysis = engine.analyse(data)
+    checked = callable(getattr(engine, "last", None))  # a CheckedEngine: the model's input check is on
+    if checked:
+        engine.clear()
+    analysis = engine.analyse(data)  # a CheckedEngine raises NotUltrasound (422 not_ultrasound) for a reject
     label, rule = engine.card.decide(analysis.probabilities)
     card = engine.card
     body: dict[str, Any] = {
@@ -67,9 +71,20 @@ def prediction(engine, data: bytes, *, heatmap: bool = False) -> dict[str, Any]:
     body["peak"] = loc.peak if loc is not None else None
     if heatmap and loc is not None:
         body["heatmap"] = loc.heatmap
-    # Input checks, when the engine reports any (the served API has none yet: always empty then).
-    body["warnings"] = list(getattr(analysis, "warnings", None) or [])
+    # What the handler adds after the route (handler._add_input_check): warnings and the input check's score.
+    result = engine.last() if checked else None
+    body["warnings"] = [WARNING] if result is not None and result.verdict == "warn" else []
+    if result is not None:
+        body["input_check"] = result.to_dict()
     return body
+
+
+def load_engine(model_dir: Path | str, *, threads: int = 1):
+    """The engine the API serves: Engine, wrapped by the model's input check when its card has one."""
+    from .engine import Engine
+    from .input_check import with_input_check
+
+    return with_input_check(Engine(model_dir, num_threads=threads))[0]
 
 
 def error_row(path: str, code: str, message: str, card: ModelCard) -> dict[str, Any]:
@@ -83,7 +98,11 @@ def score_bytes(engine, path: str, data: bytes, *, heatmap: bool = False) -> dic
     try:
         return {"path": path, **prediction(engine, data, heatmap=heatmap), "error": None}
     except ClientError as exc:
-        return error_row(path, exc.code, exc.message, engine.card)
+        row = error_row(path, exc.code, exc.message, engine.card)
+        result = engine.last() if callable(getattr(engine, "last", None)) else None
+        if result is not None:  # refused by the input check (not_ultrasound): keep its score for the audit
+            row["input_check"] = result.to_dict()
+        return row
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop an archive run
         return error_row(path, INTERNAL, f"{type(exc).__name__}: {exc}", engine.card)
 
@@ -151,8 +170,8 @@ def discover(source: Path, *, labelled: bool = False, masks: bool = False) -> li
 def csv_columns(labels: list[str], *, labelled: bool) -> list[str]:
     return (["path"] + (["truth"] if labelled else []) + ["label", "label_rule"]
             + [f"p_{label}" for label in labels]
-            + ["box_x", "box_y", "box_w", "box_h", "peak", "warnings", "error_code", "error_message",
-               "model_version"])
+            + ["box_x", "box_y", "box_w", "box_h", "peak", "warnings", "input_check_verdict", "input_check_score",
+               "error_code", "error_message", "model_version"])
 
 
 def to_csv_record(row: dict[str, Any], labels: list[str]) -> dict[str, Any]:
@@ -163,7 +182,9 @@ def to_csv_record(row: dict[str, Any], labels: list[str]) -> dict[str, Any]:
            "label_rule": row.get("label_rule"),
            **{f"p_{label}": (f"{probs[label]:.6f}" if label in probs else None) for label in labels},
            "box_x": box[0], "box_y": box[1], "box_w": box[2], "box_h": box[3], "peak": row.get("peak"),
-           "warnings": ";".join(row.get("warnings") or []), "error_code": err.get("code"),
+           "warnings": ";".join(row.get("warnings") or []),
+           "input_check_verdict": (row.get("input_check") or {}).get("verdict"),
+           "input_check_score": (row.get("input_check") or {}).get("score"), "error_code": err.get("code"),
            "error_message": err.get("message"), "model_version": (row.get("model") or {}).get("version")}
     return {k: ("" if v is None else v) for k, v in rec.items()}
 
@@ -176,6 +197,7 @@ def from_csv_record(rec: dict[str, str], labels: list[str]) -> dict[str, Any]:
     ok = not rec.get("error_code")
     return {
         "path": rec["path"], "truth": rec.get("truth") or None, "label": rec.get("label") or None,
+        "warnings": [w for w in (rec.get("warnings") or "").split(";") if w],
         "probabilities": {label: num(rec.get(f"p_{label}", "")) for label in labels} if ok else None,
         "error": None if ok else {"code": rec["error_code"], "message": rec.get("error_message", "")},
         "model": {"version": rec.get("model_version") or None},
@@ -263,9 +285,7 @@ _HEATMAP = False
 
 def _init_worker(model_dir: str, threads: int, heatmap: bool) -> None:
     global _ENGINE, _HEATMAP
-    from .engine import Engine
-
-    _ENGINE = Engine(model_dir, num_threads=threads)
+    _ENGINE = load_engine(model_dir, threads=threads)
     _HEATMAP = heatmap
 
 

@@ -25,7 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Mapping
 
-from .batch import error_row, score_bytes
+from .batch import error_row, load_engine, score_bytes
 from .engine import Engine
 from .settings import Settings
 
@@ -62,7 +62,7 @@ def engine() -> Engine:
     with _lock:
         if _engine is None:
             settings = Settings.from_env()
-            _engine = Engine(settings.model_dir, num_threads=settings.num_threads)
+            _engine = load_engine(settings.model_dir, threads=settings.num_threads)
         return _engine
 
 

@@ -15,7 +15,7 @@ from classifier import batch_handler  # noqa: E402
 from classifier.batch import prediction  # noqa: E402
 from classifier.engine import Engine  # noqa: E402
 from tests.batch.conftest import jpeg, png  # noqa: E402
-from tests.model_factory import ultrasound_like  # noqa: E402
+from tests.model_factory import colour_photo_like, ultrasound_like  # noqa: E402
 
 BUCKET = "busi-batch-input-test"
 
@@ -112,8 +112,8 @@ def test_not_a_batch_event_is_refused(engine):
         batch_handler.handle({"Items": []}, client=object(), scorer=engine, environ={})
 
 
-def test_lambda_handler_reads_the_environment(s3, lesion_model, monkeypatch):
-    monkeypatch.setenv("CLASSIFIER_MODEL_DIR", str(lesion_model))
+def test_lambda_handler_reads_the_environment(s3, checked_model, monkeypatch):
+    monkeypatch.setenv("CLASSIFIER_MODEL_DIR", str(checked_model))
     monkeypatch.setenv(batch_handler.ENV_INPUT_BUCKET, BUCKET)
     monkeypatch.setattr(batch_handler, "_engine", None)
     monkeypatch.setattr(batch_handler, "_s3", None)
@@ -121,3 +121,8 @@ def test_lambda_handler_reads_the_environment(s3, lesion_model, monkeypatch):
     rows = batch_handler.lambda_handler({"Items": [{"Key": "input/a.png"}]}, None)
     assert rows[0]["error"] is None and rows[0]["path"] == f"s3://{BUCKET}/input/a.png"
     assert rows[0]["model"]["name"] == "tiny-lesion-model"
+    # The engine the API serves: with the model's input check (a photo is refused as not_ultrasound).
+    assert rows[0]["input_check"]["verdict"] in ("pass", "warn")
+    s3.put_object(Bucket=BUCKET, Key="input/photo.png", Body=png(colour_photo_like(3)))
+    (row,) = batch_handler.lambda_handler({"Items": [{"Key": "input/photo.png"}]}, None)
+    assert row["error"]["code"] == "not_ultrasound"

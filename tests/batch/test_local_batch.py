@@ -58,6 +58,32 @@ def test_rows_equal_the_api_answer_and_bad_files_are_error_rows(folder, lesion_m
     assert json.loads(Path(str(out) + ".summary.json").read_text())["rows"] == 14
 
 
+def test_rows_carry_the_input_check_as_the_api_does(checked_model, tmp_path):
+    root = tmp_path / "archive"
+    make_folder(root, n_per_class=2, photo=True)
+    out = tmp_path / "r.jsonl"
+    batch.run(root, out, model_dir=checked_model, processes=1, progress=False)
+    service = Service(Settings(model_dir=checked_model, metrics_enabled=False))
+    rows = _jsonl(out)
+    for row in rows:
+        data = Path(row["path"]).read_bytes()
+        ctype = "image/jpeg" if data.startswith(b"\xff\xd8") else "image/png"
+        resp = service(rest_event("POST", "/predict", body=data, content_type=ctype))
+        body = json.loads(resp["body"])
+        if resp["statusCode"] == 200:
+            for key in ("label", "label_rule", "probabilities", "warnings", "input_check"):
+                assert row[key] == body[key], (row["path"], key)
+        else:
+            assert row["error"]["code"] == body["error"]["code"]
+    refused = {Path(r["path"]).name: r for r in rows if r["error"] and r["error"]["code"] == "not_ultrasound"}
+    assert "holiday.png" in refused and refused["holiday.png"]["input_check"]["verdict"] == "reject"
+    assert all(r["input_check"]["verdict"] in ("pass", "warn") for r in rows if not r["error"])
+    csv_out = tmp_path / "r.csv"
+    batch.run(root, csv_out, model_dir=checked_model, processes=1, progress=False)
+    records = list(csv.DictReader(line for line in csv_out.read_text().splitlines() if not line.startswith("#")))
+    assert {r["input_check_verdict"] for r in records if not r["error_code"]} <= {"pass", "warn"}
+
+
 def test_resume_skips_written_rows_and_cuts_a_half_written_line(folder, lesion_model, tmp_path):
     out = tmp_path / "r.csv"
     first = batch.run(folder, out, model_dir=lesion_model, processes=1, progress=False)
