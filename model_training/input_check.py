@@ -457,8 +457,11 @@ def markdown(doc: dict) -> str:
                      f"{r['score_min']:.3f} |")
     lines.append(f"| **all** | {nu['all']['n']} | {nu['all']['reject_rate']:.1%} | | {nu['all']['flagged_rate']:.1%} | |")
     lines += ["", f"Not covered: {nu['not_covered']}."] + [f"- {n}" for n in nu["notes"]]
-    lines += ["", f"Groups: " + "; ".join(f"{k}: {v['n_groups']} groups by {v['grouped_by']}"
-                                         for k, v in m["groups"].items()),
+    grouping = ("Groups (for the calibration/test halves): the model's own, from its split file" if
+                m.get("parts_from", "").startswith("the model's split") else
+                "Groups: " + "; ".join(f"{k}: {v['n_groups']} groups by {v['grouped_by']}"
+                                       for k, v in m["groups"].items()))
+    lines += ["", grouping,
               "", f"Fitted {m['created_at']} by `{m['command']}`."]
     return "\n".join(lines) + "\n"
 
