@@ -25,8 +25,7 @@ from classifier.model_card import ModelCard
 
 from .errors import DataFolderError, TrainingError
 from .lesion_fit import as_input
-from .site_metrics import (hierarchical_probs, malignant_given_lesion, normal_threshold_for, site_metrics,
-                           threshold_for_sensitivity)
+from .site_metrics import hierarchical_probs, operating_point, site_metrics
 from .sites import Site, load_site
 from .split import assign_folds
 
@@ -157,14 +156,9 @@ def cross_validate(f: Features, labels: np.ndarray, groups: list[str], *, folds:
 
 
 def _operating_point(probs: np.ndarray, labels: np.ndarray, target: float) -> tuple[float, float | None]:
-    is_mal = labels == "malignant"
-    conditional = malignant_given_lesion(probs)
-    thr = threshold_for_sensitivity(conditional, is_mal, target)
-    lesion = labels != "normal"
-    below = lesion & (conditional < thr)
-    nthr = normal_threshold_for(probs[below, 0], 0.02 * lesion.sum() / max(below.sum(), 1)) \
-        if (labels == "normal").any() else 0.5
-    return thr, nthr
+    from .lesion_pipeline import MAX_LESIONS_CALLED_NORMAL
+
+    return operating_point(probs, labels, target, MAX_LESIONS_CALLED_NORMAL)
 
 
 def _metrics_from_preds(labels, probs, preds) -> dict:

@@ -20,6 +20,9 @@ from .sites import CELL, Site, grid_for
 SEG_POS_WEIGHT = 4.0
 #: Normal frames (one site has them at all) count this much more in the lesion loss.
 NORMAL_WEIGHT = 3.0
+#: Weight of normal frames in the malignancy loss (as "not malignant"). 0: tried at 0.5, it lowered
+#: the malignant threshold and specificity at unseen sites (README, "The bundled model").
+NORMAL_MALIGNANCY_WEIGHT = 0.0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -48,7 +51,7 @@ def _targets(site: Site) -> dict[str, np.ndarray]:
     lesion = (labels != "normal").astype(np.float32)
     malig = (labels == "malignant").astype(np.float32)
     w_lesion = np.where(lesion > 0, 1.0, NORMAL_WEIGHT).astype(np.float32)
-    # Class-balanced within the site, over its lesions; normal frames carry no malignancy target.
+    # Class-balanced within the site, over its lesions (normal frames: NORMAL_MALIGNANCY_WEIGHT).
     n_mal, n_ben = malig.sum(), (lesion - malig).sum()
     w_malig = np.zeros(len(labels), dtype=np.float32)
     if n_mal and n_ben:
@@ -56,6 +59,7 @@ def _targets(site: Site) -> dict[str, np.ndarray]:
         w_malig[labels == "benign"] = (n_mal + n_ben) / (2 * n_ben)
     else:
         w_malig[lesion > 0] = 1.0
+    w_malig[labels == "normal"] = NORMAL_MALIGNANCY_WEIGHT
     return {"lesion": lesion, "malig": malig, "w_lesion": w_lesion, "w_malig": w_malig}
 
 

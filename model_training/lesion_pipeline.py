@@ -24,8 +24,7 @@ from .lesion_fit import FitConfig, as_input, fit, predict_logits
 from .loso import OutOfSite, SiteSplit, leave_one_site_out, split_site
 from .pipeline import _weights_id, peak_memory_mb, seed_everything
 from .report import console_summary
-from .site_metrics import (LABELS, by_device, hierarchical_probs, malignant_given_lesion, normal_threshold_for,
-                           site_metrics, threshold_for_sensitivity)
+from .site_metrics import LABELS, by_device, hierarchical_probs, operating_point, site_metrics
 from .sites import grid_for, load_sites, mask_grid
 
 MODEL_KERAS = "model.keras"
@@ -77,16 +76,23 @@ def _fit_calibration(cal: dict, oos: list[OutOfSite], splits: list[SiteSplit], t
         t_lesion = fit_binary_temperature(np.concatenate([o.lesion for o in usable], axis=1), lab != "normal")
         lesion_note = f"fitted on out-of-site predictions of {', '.join(o.site for o in usable)}"
     probs = hierarchical_probs(cal["lesion"], cal["malig"], t_lesion=t_lesion, t_malig=t_malig)
-    conditional = malignant_given_lesion(probs)
-    threshold = threshold_for_sensitivity(conditional, labels == "malignant", target)
-    # "normal" only on strong evidence: at most MAX_LESIONS_CALLED_NORMAL of the out-of-site lesions below
-    # the malignant threshold may reach it (a missed lesion costs more than a second look at a normal frame).
-    below = lesion & (conditional < threshold)
-    normal = normal_threshold_for(probs[below, 0], MAX_LESIONS_CALLED_NORMAL * lesion.sum() / max(below.sum(), 1))
+    # "normal" only on strong evidence: at most MAX_LESIONS_CALLED_NORMAL of the out-of-site lesions reach
+    # it (a missed lesion costs more than a second look at a normal frame); then the malignant threshold.
+    threshold, normal = operating_point(probs, labels, target, MAX_LESIONS_CALLED_NORMAL)
     return {"malignant_temperature": t_malig, "lesion_temperature": t_lesion, "lesion_temperature_note": lesion_note,
             "malignant_threshold": threshold, "normal_threshold": normal,
             "max_lesions_called_normal": MAX_LESIONS_CALLED_NORMAL, "target_sensitivity": target, "n": int(len(labels)),
             "n_malignant": int((labels == "malignant").sum())}
+
+
+def _save_out_of_site(oos: list[OutOfSite], splits: list[SiteSplit], path: Path) -> None:
+    """The raw out-of-site logits behind the calibration and operating point, to re-check or re-fit them."""
+    by_name = {sp.site.name: sp.site for sp in splits}
+    rows = [(o.site, by_name[o.site].samples[i].key, by_name[o.site].labels[i]) for o in oos for i in o.idx]
+    np.savez_compressed(path, site=np.array([r[0] for r in rows]), key=np.array([r[1] for r in rows]),
+                        label=np.array([r[2] for r in rows]),
+                        lesion_logits=np.concatenate([o.lesion for o in oos], axis=1) if oos else np.zeros((1, 0)),
+                        malignant_logits=np.concatenate([o.malig for o in oos], axis=1) if oos else np.zeros((1, 0)))
 
 
 def _site_labels(o: OutOfSite, splits: list[SiteSplit]) -> list[str]:
@@ -192,6 +198,7 @@ def train_lesion(cfg: TrainConfig) -> dict:
                          logits["heat"], fitted.seconds, fitted.history)]
         selection = "one site: a group-aware 20 % hold-out of its train + val (not a new site)"
     cal = _calibration_set(oos, splits)
+    _save_out_of_site(oos, splits, cfg.report / "loso_predictions.npz")
     calib = _fit_calibration(cal, oos, splits, cfg.target_sensitivity)
     loso = _loso_metrics(oos, splits, calib)
     seconds["leave_one_site_out"] = round(time.time() - tick, 1)
@@ -319,8 +326,8 @@ def _fmt(v) -> str:
 def _summary_rows(cfg, card, loso, test, parity, wall, peak):
     rows = [("model", f"{cfg.out / 'model.tflite'} ({(cfg.out / 'model.tflite').stat().st_size / 1e6:.1f} MB)"),
             ("version", card["version"]),
-            ("operating point", f"malignant if p(mal|lesion) >= {card['operating_point']['malignant_threshold']:.3f}, "
-                                f"normal if p(normal) >= {card['operating_point']['normal_threshold']:.3f}")]
+            ("operating point", f"normal if p(normal) >= {card['operating_point']['normal_threshold']:.3f}, else "
+                                f"malignant if p(mal|lesion) >= {card['operating_point']['malignant_threshold']:.3f}")]
     for name, m in loso.items():
         rows.append((f"unseen site {name}", f"AUC {_fmt(m['auc_malignant'])}, sens {_fmt(m['sensitivity'])}, "
                                            f"spec {_fmt(m['specificity'])}, ECE {_fmt(m['ece_malignant'])}, "

@@ -117,9 +117,9 @@ context. The served graph returns the calibrated probabilities and the heatmap{'
 ## Calibration and operating point (chosen on {extra['selection']})
 - malignancy temperature {calib['malignant_temperature']:.3f} (fitted on {calib['n']} out-of-site predictions);
   lesion temperature {calib['lesion_temperature']:.3f} ({calib['lesion_temperature_note']}).
-- **label rule:** malignant if p(malignant | lesion) = p(malignant) / (p(benign) + p(malignant)) >=
-  **{op['malignant_threshold']:.3f}**, else normal if p(normal) >=
-  **{op['normal_threshold']:.3f}**, else benign ({op['chosen_by']}). Probabilities are not changed by the rule.
+- **label rule:** normal if p(normal) >= **{op['normal_threshold']:.3f}**, else malignant if p(malignant | lesion)
+  = p(malignant) / (p(benign) + p(malignant)) >= **{op['malignant_threshold']:.3f}**, else benign
+  ({op['chosen_by']}). Probabilities are not changed by the rule.
 
 ## A site the model never saw: leave-one-site-out (train + val of each site)
 Each row: a model trained on the other site(s) only, with the calibration and threshold above

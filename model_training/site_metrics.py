@@ -23,14 +23,31 @@ def decide(probs: np.ndarray, threshold: float | None, normal_threshold: float |
     """Label indices under the operating point (same rule as ModelCard.decide)."""
     if threshold is None:
         return probs.argmax(axis=1)
-    other = np.where(probs[:, 0] >= (normal_threshold if normal_threshold is not None else probs[:, 1]), 0, 1)
-    return np.where(malignant_given_lesion(probs) >= threshold, 2, other)
+    malignant = malignant_given_lesion(probs) >= threshold
+    if normal_threshold is None:
+        return np.where(malignant, 2, np.where(probs[:, 0] >= probs[:, 1], 0, 1))
+    return np.where(probs[:, 0] >= normal_threshold, 0, np.where(malignant, 2, 1))
 
 
 def malignant_given_lesion(probs: np.ndarray) -> np.ndarray:
     """p(malignant) / (p(benign) + p(malignant)): what the malignant threshold is applied to."""
     lesion = probs[:, 1] + probs[:, 2]
     return np.divide(probs[:, 2], lesion, out=np.zeros(len(probs)), where=lesion > 0)
+
+
+def operating_point(probs: np.ndarray, labels, target_sensitivity: float, max_lesions_called_normal: float,
+                    with_normal: bool = True) -> tuple[float, float | None]:
+    """(malignant threshold, normal threshold) for the rule in `decide`: first the normal threshold
+    that calls at most `max_lesions_called_normal` of these lesions normal, then the malignant
+    threshold whose sensitivity over all malignant images (those called normal count as misses)
+    reaches the target."""
+    labels = np.asarray(labels)
+    lesion, is_mal = labels != "normal", labels == "malignant"
+    normal = normal_threshold_for(probs[lesion, 0], max_lesions_called_normal) if with_normal else None
+    score = malignant_given_lesion(probs)
+    if normal is not None:
+        score = np.where(probs[:, 0] >= normal, -1.0, score)
+    return threshold_for_sensitivity(score, is_mal, target_sensitivity), normal
 
 
 def normal_threshold_for(p_normal_of_lesions: np.ndarray, max_lesions_called_normal: float) -> float:

@@ -47,10 +47,11 @@ class ModelCard:
     split_counts: dict[str, Any] = dataclasses.field(default_factory=dict)
     test_metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     created_at: str = ""
-    # {"malignant_threshold": t, "normal_threshold": n, "chosen_by": text}: the label is "malignant" when
-    # p(malignant | lesion) = p(malignant) / (p(benign) + p(malignant)) >= t, else "normal" when
-    # p(normal) >= n (n absent: normal beats benign), else "benign"; empty -> the most probable class.
-    # Conditioning on "lesion" keeps the lesion detector's doubt out of the malignancy decision.
+    # {"malignant_threshold": t, "normal_threshold": n, "chosen_by": text}: the label is "normal" when
+    # p(normal) >= n, else "malignant" when p(malignant | lesion) = p(malignant) / (p(benign) +
+    # p(malignant)) >= t, else "benign". Without n: malignant when p(malignant | lesion) >= t, else the
+    # more probable of normal and benign. Empty -> the most probable class. Conditioning on "lesion"
+    # keeps the lesion detector's doubt out of the malignancy decision.
     operating_point: dict[str, Any] = dataclasses.field(default_factory=dict)
     # Where the model looked: {"output": "heatmap", "grid": 14, ...} when the graph has a heatmap output.
     localisation: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -125,17 +126,16 @@ class ModelCard:
             return max(probabilities, key=probabilities.__getitem__), "argmax: the most probable class"
         normal = self.operating_point.get("normal_threshold")
         lesion = probabilities["benign"] + probabilities["malignant"]
-        if lesion > 0 and probabilities["malignant"] / lesion >= threshold:
-            label = "malignant"
-        elif normal is not None:
-            label = "normal" if probabilities["normal"] >= normal else "benign"
+        malignant = lesion > 0 and probabilities["malignant"] / lesion >= threshold
+        if normal is not None:
+            label = "normal" if probabilities["normal"] >= normal else "malignant" if malignant else "benign"
+            rule = (f"normal if p(normal) >= {normal:.3f}, else malignant if p(malignant | lesion) >= "
+                    f"{threshold:.3f}, else benign")
         else:
             rest = {k: v for k, v in probabilities.items() if k != "malignant"}
-            label = max(rest, key=rest.__getitem__)
-        then = (f"normal if p(normal) >= {normal:.3f}, else benign" if normal is not None
-                else "else the most probable other class")
-        return label, (f"malignant if p(malignant | lesion) >= {threshold:.3f}, {then} "
-                       f"({self.operating_point.get('chosen_by', 'operating point in model.json')})")
+            label = "malignant" if malignant else max(rest, key=rest.__getitem__)
+            rule = f"malignant if p(malignant | lesion) >= {threshold:.3f}, else the most probable other class"
+        return label, f"{rule} ({self.operating_point.get('chosen_by', 'operating point in model.json')})"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

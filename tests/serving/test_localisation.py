@@ -61,13 +61,15 @@ def _decide_card(**op):
 def test_label_rule_of_the_operating_point():
     card = _decide_card(malignant_threshold=0.2, normal_threshold=0.8, chosen_by="test")
     assert card.decide({"normal": 0.1, "benign": 0.65, "malignant": 0.25})[0] == "malignant"  # below argmax
-    # the rule reads p(malignant | lesion): 0.15 / (0.15 + 0.05) = 0.75 >= 0.2, however likely "normal" is
-    assert card.decide({"normal": 0.8, "benign": 0.05, "malignant": 0.15})[0] == "malignant"
+    # the malignant rule reads p(malignant | lesion): 0.15 / (0.15 + 0.05) = 0.75 >= 0.2 ...
+    assert card.decide({"normal": 0.7, "benign": 0.05, "malignant": 0.25})[0] == "malignant"
+    # ... but strong "no lesion" evidence comes first
+    assert card.decide({"normal": 0.8, "benign": 0.05, "malignant": 0.15})[0] == "normal"
     assert card.decide({"normal": 0.1, "benign": 0.8, "malignant": 0.1})[0] == "benign"  # 0.11 < 0.2
     assert card.decide({"normal": 0.7, "benign": 0.28, "malignant": 0.02})[0] == "benign"  # normal needs 0.8
     assert card.decide({"normal": 0.85, "benign": 0.14, "malignant": 0.01})[0] == "normal"
     label, rule = card.decide({"normal": 0.85, "benign": 0.14, "malignant": 0.01})
-    assert "0.200" in rule and "0.800" in rule
+    assert rule.startswith("normal if p(normal) >= 0.800, else malignant if p(malignant | lesion) >= 0.200")
     plain = _decide_card()
     assert plain.decide({"normal": 0.2, "benign": 0.5, "malignant": 0.3}) == ("benign", "argmax: the most probable class")
 
@@ -121,5 +123,5 @@ def test_api_response_carries_localisation_and_rule(lesion_model):
     assert resp["statusCode"] == 200, body
     assert set(body["localisation"]) == {"box", "peak", "heatmap", "placement"}
     assert np.array(body["localisation"]["heatmap"]).shape == (4, 4)
-    assert body["label_rule"].startswith("malignant if p(malignant | lesion) >= 0.300")
+    assert body["label_rule"].startswith("normal if p(normal) >= 0.900, else malignant if p(malignant | lesion) >= 0.300")
     assert body["label"] in body["probabilities"] and "Research use only" in body["disclaimer"]
