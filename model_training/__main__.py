@@ -134,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "the lesion calibration when normal frames are given, the operating point), "
                                     "compare before/after by group-aware cross-validation on those images, and write "
                                     "a new versioned model folder (model.tflite, model.json, model.keras, "
-                                    "adapt_report.md) ready for `make deploy MODEL_DIR=...`.")
+                                    "adapt_report.md): try it with `make serve MODEL_DIR=OUT`, deploy it by copying "
+                                    "model.tflite and model.json into lambda_src/model/.")
     ad.add_argument("--model", type=Path, required=True, help="lesion-recipe model folder (with model.keras)")
     ad.add_argument("--data", type=Path, required=True, help="the new site's labelled folder <root>/<class>/*.png")
     ad.add_argument("--out", type=Path, required=True, help="where the adapted model folder goes")
