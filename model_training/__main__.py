@@ -155,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", type=Path, default=None,
                    help="a split.json from `train`: evaluate only the images it puts in --split-name "
                         "(e.g. re-check the bundled model's test numbers)")
-    e.add_argument("--split-name", default="test", choices=["train", "val", "test"])
+    e.add_argument("--split-name", default="test", choices=["train", "val", "trainval", "test"],
+                   help="trainval/test for lesion-recipe splits, train/val/test for frozen-recipe ones")
 
     from .input_check import add_parser as add_input_check
     add_input_check(sub)

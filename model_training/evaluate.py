@@ -46,7 +46,14 @@ def write_outputs(y: np.ndarray, probs: np.ndarray, labels: list[str], out: Path
 def select_split(samples, split_file: Path, split_name: str):
     """Only the images that `split_file` (a training run's split.json) puts in `split_name`."""
     try:
-        files = json.loads(Path(split_file).read_text())["files"]
+        split = json.loads(Path(split_file).read_text())
+        if "sites" in split:  # the lesion recipe: one entry per site, named after its folder
+            site = Path(samples[0].path).parents[1].resolve().name if samples else ""
+            if site not in split["sites"]:
+                raise DataFolderError(f"--split {split_file} has sites {', '.join(split['sites'])}, not {site!r}")
+            files = split["sites"][site]["files"]
+        else:
+            files = split["files"]
     except (OSError, ValueError, KeyError) as exc:
         raise TrainingError(f"--split {split_file}: not a split.json written by `train` ({exc})") from exc
     chosen = [s for s in samples if files.get(s.key, {}).get("split") == split_name]

@@ -32,23 +32,30 @@ def test_bundled_model_card_is_complete():
     engine = Engine(model_dir)  # verifies sha256, preprocessing id, input/output shapes
     card = engine.card
     assert card.labels == ["normal", "benign", "malignant"] and card.backbone == "mobilenet_v2"
-    assert card.weights_source and card.dataset_fingerprint.startswith("sha256:") and card.created_at
+    assert card.weights_source and "sha256:" in card.dataset_fingerprint and card.created_at
     for key in ("n", "accuracy", "macro_f1", "auc_ovr_macro", "auc_malignant", "ece", "confusion_matrix"):
         assert key in card.test_metrics
     assert card.extra["parity"]["same_label"] == card.extra["parity"]["n"] == card.test_metrics["n"]
+    assert [s["name"] for s in card.sites] == ["busi", "busbra"]
+    for site in card.sites:  # per-site metrics, unseen (leave-one-site-out) and held-out test
+        assert site["leave_one_site_out"]["auc_malignant"] and site["test_metrics"]["auc_malignant"]
+    assert 0 < card.operating_point["malignant_threshold"] < card.operating_point["normal_threshold"] <= 1
+    assert card.localisation["grid"] == card.input_size // 16
     metrics = json.loads((REPO / "reports" / "metrics.json").read_text())
-    assert metrics["accuracy"] == card.test_metrics["accuracy"]  # the committed report is this model's
+    assert metrics["version"] == card.version  # the committed report is this model's
+    assert metrics["pooled_test"]["accuracy"] == card.test_metrics["accuracy"]
 
 
 @pytest.mark.shared
 def test_evaluate_reproduces_the_bundled_test_metrics(busi_dir, tmp_path):
-    """`evaluate` on the test split recorded in reports/split.json gives the committed numbers."""
+    """`evaluate` on BUSI's test split (reports/split.json) gives the labels the report counted."""
     out = tmp_path / "ev"
     assert main(["evaluate", "--model", str(REPO / "lambda_src" / "model"), "--data", str(busi_dir),
                  "--split", str(REPO / "reports" / "split.json"), "--out", str(out), "--bootstrap", "50"]) == 0
-    got = json.loads((out / "metrics.json").read_text())
-    committed = json.loads((REPO / "reports" / "metrics.json").read_text())
-    assert got["n"] == committed["n"]
-    assert got["confusion_matrix"] == committed["confusion_matrix"]
-    for key in ("accuracy", "macro_f1", "auc_ovr_macro", "auc_malignant", "ece"):
-        assert got[key] == pytest.approx(committed[key], abs=1e-6), key
+    got = json.loads((out / "predictions.json").read_text())
+    committed = json.loads((REPO / "reports" / "metrics.json").read_text())["test"]["busi"]
+    assert len(got) == committed["n"]
+    assert sum(p["predicted"] == p["label"] for p in got) / len(got) == pytest.approx(committed["accuracy"], abs=1e-9)
+    malignant = [p for p in got if p["label"] == "malignant"]
+    assert sum(p["predicted"] == "malignant" for p in malignant) / len(malignant) == pytest.approx(
+        committed["sensitivity"], abs=1e-9)
