@@ -295,5 +295,12 @@ other folds too). `as_is` is the model before adaptation.
 {rows}
 
 Chosen by cross-validated log-loss: **{chosen}**, refitted on all {len(site)} images. New operating point:
-malignant if p(malignant) >= {op['malignant_threshold']:.3f} ({op['chosen_by']}).
+{_rule_text(op)} ({op['chosen_by']}).
 """
+
+
+def _rule_text(op: dict) -> str:
+    mal = f"malignant if p(malignant | lesion) >= {op['malignant_threshold']:.3f}"
+    if op.get("normal_threshold") is None:
+        return mal + ", else the more probable of normal and benign"
+    return f"normal if p(normal) >= {op['normal_threshold']:.3f}, else {mal}, else benign"
