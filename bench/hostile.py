@@ -58,7 +58,10 @@ def run(*, model_dir: Path, warm_image: bytes, timeout_s: float = 120.0) -> dict
                     row.update(json.loads(line[len(RESULT_PREFIX):]))
             except subprocess.TimeoutExpired:
                 row["error"] = f"no answer within {timeout_s:.0f} s"
-            row["as_expected"] = row.get("status") == case.status and row.get("code") == case.code
+            # A decodable frame may still be refused by the model's input check (synthetic checkerboards
+            # and textures are not ultrasound): that answer also proves the decode stayed in budget.
+            accepted = {(case.status, case.code)} | ({(422, "not_ultrasound")} if case.status == 200 else set())
+            row["as_expected"] = (row.get("status"), row.get("code")) in accepted
             row["within_budget"] = (row.get("wall_s") is not None and row["wall_s"] <= BUDGET_S
                                     and row.get("peak_growth_mb") is not None
                                     and row["peak_growth_mb"] <= BUDGET_MB)
