@@ -65,6 +65,9 @@ def run(model_dir: Path, examples_dir: Path, *, num_threads: int = 1, out=sys.st
         agree = sum(r.response["label"] == truth[r.source] for r in ok)
         print(f"The model's label matches the dataset's for {agree} of {len(ok)}: three images show that the "
               f"service works, not how accurate it is (see the training report).", file=out)
+        rule = next((r.response.get("label_rule") for r in ok if r.response.get("label_rule")), None)
+        if rule:  # labels follow the model's operating point, not the largest probability
+            print(f"Label rule: {rule}", file=out)
 
         # What a client gets for bad input: a 4xx with a code, never a 5xx.
         try:
