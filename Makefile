@@ -10,7 +10,7 @@ SERVE_VENV ?= .venv-serve
 SERVE_PY := $(SERVE_VENV)/bin/python
 
 # One folder per site (BUSI layout; BUS-BRA's bus_data.csv names the patients). The shared copies
-# are the project's development data; point DATA at your own folders (see README, "Data").
+# are the project's development data; point DATA at your own folders (see docs/training.md).
 DATA ?= ../shared/data/busi ../shared/data/busbra
 CV_DATA ?= ../shared/data/busi
 WEIGHTS ?= ../shared/weights/mobilenet_v2_1.0_224_imagenet_notop_from_coral_ptq.weights.h5
@@ -111,8 +111,8 @@ destroy: $(VENV)/.installed ## delete the stack (with removalPolicy destroy, als
 	@$(PY) -m infra.preflight --no-docker
 	$(CDK) destroy --force --no-notices $(CDK_ARGS)
 
-bench: $(VENV)/.installed ## benchmarks vs the original serving path; writes bench/results.{json,md} and the README table
-	$(PY) -m bench --readme README.md $(BENCH_ARGS)
+bench: $(VENV)/.installed ## benchmarks vs the original serving path; writes bench/results.{json,md} and the table in docs/benchmarks.md
+	$(PY) -m bench --readme docs/benchmarks.md $(BENCH_ARGS)
 
 lint: $(VENV)/.installed ## hadolint on the Dockerfile, cdk synth (cdk-nag) + cfn-lint on the template
 	$(VENV)/bin/hadolint lambda_src/Dockerfile

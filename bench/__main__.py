@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     p.add_argument("--quick", action="store_true", help="small counts for a smoke run (numbers not for reporting)")
     p.add_argument("--readme", type=Path, default=None,
-                   help="also rewrite the goals table between the bench markers in this README")
+                   help="also rewrite the goals table between the bench markers in this file (make bench: docs/benchmarks.md)")
     return p
 
 
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report.goals_table(results))
     print(f"\nwrote {args.out / 'results.json'} and {args.out / 'results.md'}", file=sys.stderr)
     if args.readme is not None:
-        if report.update_readme(args.readme, results):
+        if report.update_readme(args.readme, results, args.out / "results.md"):
             print(f"updated the bench table in {args.readme}", file=sys.stderr)
         else:
             print(f"warning: {args.readme} has no {report.TABLE_START} markers; not updated", file=sys.stderr)

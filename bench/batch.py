@@ -1,5 +1,5 @@
 """`--only batch`: local batch scoring (classifier.batch) with 1 process and with one per CPU on the shared BUSI
-folder, and the cloud batch's wall time and cost for 100,000 images by the arithmetic in README's batch section.
+folder, and the cloud batch's wall time and cost for 100,000 images by the arithmetic in docs/batch.md.
 
 The cloud figures are arithmetic, not a measurement (there is no AWS account here): list prices (us-east-1,
 x86, as published by AWS in 2026) and the per-image time measured here with one process.
@@ -19,7 +19,7 @@ LAMBDA_REQUEST = 0.20 / 1_000_000
 SFN_TRANSITION = 0.025 / 1000  # Standard workflows
 S3_GET = 0.0004 / 1000
 S3_LIST_PUT = 0.005 / 1000
-#: Assumptions of the estimate (each stated in the README's batch section).
+#: Assumptions of the estimate (each stated in docs/batch.md).
 LAMBDA_SLOWDOWN = 1.5  # a 2048 MB Lambda (~1.16 vCPU) against one core of this machine: assume 1.5x slower
 S3_GET_S = 0.040  # per object, overlapped 8 at a time in the handler
 TRANSITIONS_PER_CHILD = 3  # the Task state, its result, and a retry's worth of margin

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -237,21 +238,25 @@ def markdown(results: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def readme_block(results: dict) -> str:
+def readme_block(results: dict, results_link: str = "bench/results.md") -> str:
     meta = results.get("meta", {})
     return (f"{TABLE_START}\nFrom `make bench` at {meta.get('finished_utc', '?')} on "
             f"{_get(results, 'environment', 'cpu', default='?')} ({_get(results, 'environment', 'logical_cores')} cores), "
             f"model {meta.get('model_name', '?')} {meta.get('model_version', '')}"
             + (f" (not re-run then, kept from earlier runs: {'; '.join(meta['carried_over'])})"
                if meta.get("carried_over") else "") + ":\n\n"
-            f"{goals_table(results)}\n\nDetails, load conditions and sizes: [bench/results.md](bench/results.md).\n{TABLE_END}")
+            f"{goals_table(results)}\n\nDetails, load conditions and sizes: [bench/results.md]({results_link}).\n{TABLE_END}")
 
 
-def update_readme(readme: Path, results: dict) -> bool:
-    """Replace the table between the bench markers; False when the README has no such markers."""
+def update_readme(readme: Path, results: dict, results_md: Path | None = None) -> bool:
+    """Replace the table between the bench markers; False when the README has no such markers.
+
+    results_md: the results.md written, linked relative to the updated file (e.g. docs/benchmarks.md)."""
+    link = "bench/results.md" if results_md is None else os.path.relpath(
+        Path(results_md).resolve(), readme.resolve().parent)
     text = readme.read_text()
     pattern = re.compile(re.escape(TABLE_START) + r".*?" + re.escape(TABLE_END), re.DOTALL)
     if not pattern.search(text):
         return False
-    readme.write_text(pattern.sub(lambda _: readme_block(results), text, count=1))
+    readme.write_text(pattern.sub(lambda _: readme_block(results, link), text, count=1))
     return True

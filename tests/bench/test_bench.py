@@ -69,6 +69,12 @@ def test_readme_table_is_replaced_between_markers_only(tmp_path):
     assert "| goal | target | measured | met? |" in text
     (tmp_path / "plain.md").write_text("no markers\n")
     assert not report.update_readme(tmp_path / "plain.md", {})
+    # make bench updates docs/benchmarks.md: the results.md link is relative to the file updated
+    (tmp_path / "docs").mkdir()
+    doc = tmp_path / "docs" / "benchmarks.md"
+    doc.write_text(f"{report.TABLE_START}\n{report.TABLE_END}\n")
+    assert report.update_readme(doc, {}, tmp_path / "bench" / "results.md")
+    assert "[bench/results.md](../bench/results.md)" in doc.read_text()
 
 
 def test_original_path_baseline_answers_like_the_old_service(tmp_path):
