@@ -209,7 +209,7 @@ class Service:
         return str(rid or self._context_request_id)
 
     def _error(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> Response:
-        body = {"error": {"code": code, "message": message, "request_id": self._request_id()}}
+        body = {"error": {"code": code, "message": message, "request_id": self._request_id()}, "disclaimer": DISCLAIMER}
         return _json(status, body, headers)
 
     def _internal_error(self) -> Response:
@@ -356,7 +356,7 @@ def _probabilities(response: Mapping[str, Any]) -> Any:
 
 def _fallback_500(request_id: str) -> dict:
     message = f"unexpected server error; quote request id {request_id} when reporting it"
-    return {"error": {"code": "internal_error", "message": message, "request_id": request_id}}
+    return {"error": {"code": "internal_error", "message": message, "request_id": request_id}, "disclaimer": DISCLAIMER}
 
 
 def _json(status: int, body: dict, headers: Mapping[str, str] | None = None) -> Response:

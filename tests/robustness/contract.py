@@ -49,6 +49,7 @@ def check_body(status: int, body: bytes | str, labels: list[str], *, what: str) 
         assert code in CLIENT_CODES, f"{what}: unknown error code {code!r}"
         assert CLIENT_CODES[code] == status, f"{what}: code {code} should be {CLIENT_CODES[code]}, got {status}"
         assert "Traceback" not in err["message"], f"{what}: a stack trace leaked: {err['message'][:200]}"
+        assert "not a medical device" in doc.get("disclaimer", "").lower(), f"{what}: error without the disclaimer"
     return doc
 
 

@@ -11,6 +11,7 @@ import uuid
 
 import numpy as np
 import pytest
+from classifier.model_card import DISCLAIMER
 from PIL import Image
 
 from classifier import handler as handler_module
@@ -152,7 +153,8 @@ def test_other_routes_and_methods(service, method, path, status, code, allow):
     rid = str(uuid.uuid4())
     got, body, headers = call(service, rest_event(method, path, request_id=rid))
     assert got == status
-    assert body == {"error": {"code": code, "message": body["error"]["message"], "request_id": rid}}
+    assert body == {"error": {"code": code, "message": body["error"]["message"], "request_id": rid},
+                    "disclaimer": DISCLAIMER}  # the same shape as API Gateway's own errors
     assert headers.get("allow") == allow
 
 
