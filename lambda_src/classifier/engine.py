@@ -13,13 +13,28 @@ from ai_edge_litert.interpreter import Interpreter
 from .errors import ModelLoadError
 from .localisation import Localisation, localise
 from .model_card import MODEL_FILE, ModelCard
-from .preprocessing import decode_rgb, placement, resize_for_model
+from .preprocessing import Placement, decode_rgb, placement, resize_for_model
 
 
 @dataclasses.dataclass(frozen=True)
 class Analysis:
     probabilities: dict[str, float]
     localisation: Localisation | None  # None for models without a heatmap output
+
+
+@dataclasses.dataclass(frozen=True)
+class Inspection:
+    """Everything one model pass over one image gives: what the input check and the response are built from."""
+
+    image: np.ndarray  # the model input (preprocessed)
+    where: Placement  # where the image sits in that input
+    probabilities: dict[str, float]
+    heatmap: np.ndarray | None
+    features: np.ndarray | None
+
+    def analysis(self) -> Analysis:
+        loc = None if self.heatmap is None else localise(self.heatmap, self.where)
+        return Analysis(self.probabilities, loc)
 
 
 class Engine:
@@ -116,13 +131,19 @@ class Engine:
         """The served graph's pooled backbone features (None for models without that output)."""
         return self._run(image)[2]
 
+    def inspect(self, data: bytes) -> Inspection:
+        """Image bytes -> one model pass with its input, placement and every output. Raises a ClientError
+        for bad images."""
+        img = decode_rgb(data)
+        pre, size = self.card.preprocessing_id, self.card.input_size
+        arr = resize_for_model(img, size, pre)
+        probs, heat, feats = self._run(arr)
+        return Inspection(arr, placement(*img.size, size, pre),
+                          {label: float(p) for label, p in zip(self.card.labels, probs)}, heat, feats)
+
     def analyse(self, data: bytes) -> Analysis:
         """Image bytes -> probabilities and where the model looked. Raises a ClientError for bad images."""
-        img = decode_rgb(data)
-        pre = self.card.preprocessing_id
-        probs, heat, _ = self._run(resize_for_model(img, self.card.input_size, pre))
-        loc = None if heat is None else localise(heat, placement(*img.size, self.card.input_size, pre))
-        return Analysis({label: float(p) for label, p in zip(self.card.labels, probs)}, loc)
+        return self.inspect(data).analysis()
 
     def predict_bytes(self, data: bytes) -> dict[str, float]:
         """Image bytes -> {label: probability}. Raises a ClientError for bad images."""

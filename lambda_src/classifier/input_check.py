@@ -187,22 +187,12 @@ class CheckedEngine:
         return getattr(self._local, "last", None)
 
     def analyse(self, data: bytes):
-        from .engine import Analysis
-        from .localisation import localise
-        from .preprocessing import decode_rgb, placement, resize_for_model
-
-        card = self._engine.card
-        img = decode_rgb(data)
-        pre = card.preprocessing_id
-        arr = resize_for_model(img, card.input_size, pre)
-        where = placement(*img.size, card.input_size, pre)
-        probs, heat, feats = self._engine._run(arr)  # one pass: probabilities, heatmap and features
-        result = self.check.score(feats, arr, where)
+        seen = self._engine.inspect(data)  # one pass: probabilities, heatmap and features
+        result = self.check.score(seen.features, seen.image, seen.where)
         self._local.last = result
         if result.verdict == "reject":
             raise refusal(result)
-        loc = None if heat is None else localise(heat, where)
-        return Analysis({label: float(p) for label, p in zip(card.labels, probs)}, loc)
+        return seen.analysis()
 
 
 def with_input_check(engine: Any) -> tuple[Any, str]:
