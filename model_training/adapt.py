@@ -25,11 +25,12 @@ from classifier.model_card import ModelCard
 
 from .errors import DataFolderError, TrainingError
 from .lesion_fit import as_input
-from .site_metrics import hierarchical_probs, operating_point, site_metrics
+from .lesion_model import MODEL_KERAS, build_served, save_for_adapt
+from .site_metrics import (LABELS, MAX_LESIONS_CALLED_NORMAL, decide, hierarchical_probs, operating_point,
+                           site_metrics)
 from .sites import Site, load_site
 from .split import assign_folds
 
-MODEL_KERAS = "model.keras"
 
 
 @dataclasses.dataclass
@@ -148,23 +149,17 @@ def cross_validate(f: Features, labels: np.ndarray, groups: list[str], *, folds:
             else:
                 thr, nthr = _operating_point(p_tr, labels[tr], target)
             oof[te] = _probs(head, _subset(f, te))
-            from .site_metrics import decide
-
             preds[te] = decide(oof[te], thr, nthr)
         out[kind] = {"probs": oof, "pred": preds, "nll": _nll(oof, labels)}
     return out
 
 
 def _operating_point(probs: np.ndarray, labels: np.ndarray, target: float) -> tuple[float, float | None]:
-    from .lesion_pipeline import MAX_LESIONS_CALLED_NORMAL
-
     return operating_point(probs, labels, target, MAX_LESIONS_CALLED_NORMAL)
 
 
 def _metrics_from_preds(labels, probs, preds) -> dict:
     """site_metrics at fixed predictions (each fold used its own thresholds)."""
-    from .site_metrics import LABELS
-
     m = site_metrics(list(labels), probs, None, n_boot=300)
     y = np.array([LABELS.index(l) for l in labels])
     is_mal, lesion = y == 2, y != 0
@@ -191,10 +186,7 @@ def _set_head(model: keras.Model, head: Head) -> None:
 
 def adapt(*, model_dir: Path, data: Path, out: Path, work: Path, folds: int = 5, seed: int = 42,
           target_sensitivity: float = 0.90, c: float = 0.1, max_images: int | None = None) -> dict:
-    from . import lesion_model  # noqa: F401 (registers the custom layers for loading)
     from .export import to_tflite, write_model
-    from .lesion_fit import seg_loss  # noqa: F401 (registered loss)
-    from .lesion_model import build_served, save_for_adapt
 
     try:
         card = ModelCard.load(model_dir)

@@ -16,6 +16,8 @@ import keras
 
 from .backbones import HorizontalFlip, build_backbone, freeze_for_fine_tuning
 
+#: The training graph saved beside the tflite, for `adapt` (the Docker image leaves it out).
+MODEL_KERAS = "model.keras"
 #: MobileNetV2 layers the heads read: stride 16 (14x14 at 224 px) and the final stride-32 map.
 MID_LAYER = "block_13_expand_relu"
 

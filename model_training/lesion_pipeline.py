@@ -16,7 +16,6 @@ from tqdm.auto import tqdm
 
 from classifier.engine import Engine
 
-from . import plots
 from .calibrate import fit_binary_temperature
 from .config import TrainConfig
 from .errors import ParityError
@@ -24,12 +23,10 @@ from .lesion_fit import FitConfig, as_input, fit, predict_logits
 from .loso import OutOfSite, SiteSplit, leave_one_site_out, split_site
 from .pipeline import _weights_id, peak_memory_mb, seed_everything
 from .report import console_summary
-from .site_metrics import LABELS, by_device, hierarchical_probs, operating_point, site_metrics
+from .lesion_model import MODEL_KERAS
+from .site_metrics import (LABELS, MAX_LESIONS_CALLED_NORMAL, by_device, hierarchical_probs, operating_point,
+                           site_metrics)
 from .sites import grid_for, load_sites, mask_grid
-
-MODEL_KERAS = "model.keras"
-#: The normal threshold lets at most this share of out-of-site lesions be called normal (issue 9 goal).
-MAX_LESIONS_CALLED_NORMAL = 0.02  # the training graph beside the tflite, for `adapt` (not shipped in the image)
 
 
 def fit_config(cfg: TrainConfig) -> FitConfig:

@@ -6,9 +6,14 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from classifier.model_card import label_indices
+from classifier.model_card import malignant_given_lesion as _malignant_given_lesion
+
 from .calibrate import ece
 
 LABELS = ("normal", "benign", "malignant")
+#: The normal threshold lets at most this share of out-of-site lesions be called normal (issue 9 goal).
+MAX_LESIONS_CALLED_NORMAL = 0.02
 
 
 def hierarchical_probs(lesion: np.ndarray, malig: np.ndarray, *, t_lesion: float = 1.0,
@@ -20,19 +25,14 @@ def hierarchical_probs(lesion: np.ndarray, malig: np.ndarray, *, t_lesion: float
 
 
 def decide(probs: np.ndarray, threshold: float | None, normal_threshold: float | None = None) -> np.ndarray:
-    """Label indices under the operating point (same rule as ModelCard.decide)."""
-    if threshold is None:
-        return probs.argmax(axis=1)
-    malignant = malignant_given_lesion(probs) >= threshold
-    if normal_threshold is None:
-        return np.where(malignant, 2, np.where(probs[:, 0] >= probs[:, 1], 0, 1))
-    return np.where(probs[:, 0] >= normal_threshold, 0, np.where(malignant, 2, 1))
+    """Label indices under the operating point: the served rule (classifier.model_card.label_indices)."""
+    op = {"malignant_threshold": threshold, "normal_threshold": normal_threshold}
+    return label_indices(probs, LABELS, {k: v for k, v in op.items() if v is not None})
 
 
 def malignant_given_lesion(probs: np.ndarray) -> np.ndarray:
     """p(malignant) / (p(benign) + p(malignant)): what the malignant threshold is applied to."""
-    lesion = probs[:, 1] + probs[:, 2]
-    return np.divide(probs[:, 2], lesion, out=np.zeros(len(probs)), where=lesion > 0)
+    return _malignant_given_lesion(probs, LABELS)
 
 
 def operating_point(probs: np.ndarray, labels, target_sensitivity: float, max_lesions_called_normal: float,

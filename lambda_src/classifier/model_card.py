@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .errors import ModelLoadError
 from .preprocessing import RESIZERS
 
@@ -28,6 +30,34 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def malignant_given_lesion(probs: np.ndarray, labels) -> np.ndarray:
+    """p(malignant) / (p(benign) + p(malignant)) per row: what the malignant threshold is applied to."""
+    m, b = list(labels).index("malignant"), list(labels).index("benign")
+    lesion = probs[:, b] + probs[:, m]
+    return np.divide(probs[:, m], lesion, out=np.zeros(len(probs)), where=lesion > 0)
+
+
+def label_indices(probs: np.ndarray, labels, operating_point: dict[str, Any]) -> np.ndarray:
+    """The label rule for (N, len(labels)) probabilities, as indices into labels: without a malignant
+    threshold the most probable class; with one, "normal" when p(normal) >= the normal threshold (if
+    set), else "malignant" when p(malignant | lesion) >= the malignant threshold, else "benign" (or,
+    without a normal threshold, the most probable class other than malignant). Training scores its
+    operating points with this function too, so the rule it chose is the rule that serves."""
+    threshold = operating_point.get("malignant_threshold")
+    if threshold is None:
+        return probs.argmax(axis=1)
+    labels = list(labels)
+    m = labels.index("malignant")
+    malignant = malignant_given_lesion(probs, labels) >= threshold
+    normal = operating_point.get("normal_threshold")
+    if normal is not None:
+        n = labels.index("normal")
+        return np.where(probs[:, n] >= normal, n, np.where(malignant, m, labels.index("benign")))
+    rest = probs.copy()
+    rest[:, m] = -np.inf
+    return np.where(malignant, m, rest.argmax(axis=1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,19 +151,16 @@ class ModelCard:
 
     def decide(self, probabilities: dict[str, float]) -> tuple[str, str]:
         """(label, the rule that produced it) under the card's operating point."""
+        row = np.array([[probabilities[label] for label in self.labels]], dtype=np.float64)
+        label = self.labels[int(label_indices(row, self.labels, self.operating_point)[0])]
         threshold = self.operating_point.get("malignant_threshold")
         if threshold is None:
-            return max(probabilities, key=probabilities.__getitem__), "argmax: the most probable class"
+            return label, "argmax: the most probable class"
         normal = self.operating_point.get("normal_threshold")
-        lesion = probabilities["benign"] + probabilities["malignant"]
-        malignant = lesion > 0 and probabilities["malignant"] / lesion >= threshold
         if normal is not None:
-            label = "normal" if probabilities["normal"] >= normal else "malignant" if malignant else "benign"
             rule = (f"normal if p(normal) >= {normal:.3f}, else malignant if p(malignant | lesion) >= "
                     f"{threshold:.3f}, else benign")
         else:
-            rest = {k: v for k, v in probabilities.items() if k != "malignant"}
-            label = "malignant" if malignant else max(rest, key=rest.__getitem__)
             rule = f"malignant if p(malignant | lesion) >= {threshold:.3f}, else the most probable other class"
         return label, f"{rule} ({self.operating_point.get('chosen_by', 'operating point in model.json')})"
 
