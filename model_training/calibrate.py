@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from classifier.batch_metrics import ece  # the one ECE (top label, equal-width bins)
+
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64) / temperature
@@ -38,23 +40,6 @@ def served_scores(view_logits: list[np.ndarray], y: np.ndarray) -> dict:
     raw, cal = probs_from_views(view_logits, 1.0), probs_from_views(view_logits, t)
     return {"temperature": t, "nll_raw": nll(raw, y), "nll": nll(cal, y), "ece_raw": ece(raw, y),
             "ece": ece(cal, y), "accuracy": float((cal.argmax(1) == y).mean())}
-
-
-def ece(probs: np.ndarray, y: np.ndarray, n_bins: int = 15) -> float:
-    """Top-label expected calibration error with equal-width confidence bins."""
-    probs = np.asarray(probs)
-    if len(y) == 0:
-        return float("nan")
-    conf = probs.max(axis=1)
-    correct = (probs.argmax(axis=1) == y).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    bins = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
-    total = 0.0
-    for b in range(n_bins):
-        mask = bins == b
-        if mask.any():
-            total += mask.mean() * abs(correct[mask].mean() - conf[mask].mean())
-    return float(total)
 
 
 def reliability_bins(probs: np.ndarray, y: np.ndarray, n_bins: int = 10):

@@ -1,10 +1,10 @@
 """Classification metrics in `model_training evaluate`'s metrics.json schema, with numpy only.
 
-`python -m classifier.batch score --labelled` writes them without TensorFlow or scikit-learn (neither is
-in the Lambda image nor in ``.venv-serve``). The numbers equal ``model_training.metrics.compute`` and
-``bootstrap_ci`` on the same inputs (tests/batch/test_batch_metrics.py checks that against scikit-learn):
-predictions are the argmax, as `evaluate` scores them; ``served_labels`` adds the same counts for the
-labels the API returns under the model card's operating point.
+The one implementation: `python -m classifier.batch score --labelled` writes them without TensorFlow or
+scikit-learn (neither is in the Lambda image nor in ``.venv-serve``), and ``model_training.metrics`` (so
+`evaluate` and `train`) serves these same functions; tests/batch/test_batch_metrics.py checks them against
+scikit-learn. Predictions are the argmax, as `evaluate` scores them; ``served_labels`` adds the same
+counts for the labels the API returns under the model card's operating point.
 """
 
 from __future__ import annotations

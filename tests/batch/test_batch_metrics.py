@@ -1,4 +1,5 @@
-"""classifier.batch_metrics (numpy only) gives model_training.metrics' numbers (scikit-learn) exactly."""
+"""classifier.batch_metrics (numpy only; `evaluate` and `batch --labelled` both use it) gives scikit-learn's
+numbers exactly (tests/batch/sklearn_reference.py: the implementation it replaced)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,10 @@ def assert_same(a, b, where="metrics"):
 
 
 @pytest.mark.parametrize("seed,n,ties", [(0, 60, False), (1, 25, True), (2, 200, False)])
-def test_same_numbers_as_model_training(seed, n, ties):
-    metrics = pytest.importorskip("model_training.metrics")
+def test_same_numbers_as_scikit_learn(seed, n, ties):
+    pytest.importorskip("sklearn")
+    from tests.batch import sklearn_reference as metrics
+
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 3, n)
     logits = rng.normal(size=(n, 3)) + 1.5 * np.eye(3)[y]
