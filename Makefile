@@ -14,9 +14,20 @@ SERVE_PY := $(SERVE_VENV)/bin/python
 DATA ?= ../shared/data/busi ../shared/data/busbra
 CV_DATA ?= ../shared/data/busi
 WEIGHTS ?= ../shared/weights/mobilenet_v2_1.0_224_imagenet_notop_from_coral_ptq.weights.h5
+# The bundled model and its report. RUN=runs/<time>-<version> (a `make train` run) points the model targets
+# (evaluate, serve, input-check, adapt, batch) at that run instead: its model/ and report/.
+RUN ?=
+ifneq ($(strip $(RUN)),)
+MODEL_DIR ?= $(RUN)/model
+REPORT_DIR ?= $(RUN)/report
+EVAL_OUT ?= $(RUN)/eval
+else
 MODEL_DIR ?= lambda_src/model
 REPORT_DIR ?= reports
-EVAL_OUT ?= reports/eval
+EVAL_OUT ?= runs/eval
+endif
+# evaluate scores only the held-out test images of a folder the model trained on (SPLIT=none: every image)
+SPLIT ?= $(REPORT_DIR)/split.json
 PORT ?= 8080
 TRAIN_ARGS ?=
 LOCAL ?=
@@ -27,7 +38,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install demo test serve train cv evaluate audit adapt input-check synth bootstrap deploy destroy bench lint clean
+.PHONY: help install demo test serve train promote data-check weights-check cv evaluate audit adapt input-check synth bootstrap deploy destroy bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -57,14 +68,30 @@ test: $(VENV)/.installed ## run the whole test suite
 serve: $(SERVE_VENV)/.installed ## local API and the page (http://127.0.0.1:$(PORT)/) on the bundled model, same events as API Gateway
 	PYTHONPATH=lambda_src $(SERVE_PY) -m classifier.local_api --model $(MODEL_DIR) --port $(PORT)
 
-train: $(VENV)/.installed ## train on the site folders in DATA with WEIGHTS; writes $(MODEL_DIR) and $(REPORT_DIR)
-	$(PY) -m model_training train $(foreach d,$(DATA),--data "$(d)") --weights "$(WEIGHTS)" --out $(MODEL_DIR) --report $(REPORT_DIR) $(TRAIN_ARGS)
+train: $(VENV)/.installed data-check weights-check ## train on the site folders in DATA with WEIGHTS -> a new runs/<time>-<version>/ (the bundled model is untouched)
+	$(PY) -m model_training train $(foreach d,$(DATA),--data "$(d)") --weights "$(WEIGHTS)" $(TRAIN_ARGS)
 
-cv: $(VENV)/.installed ## k-fold cross-validation of a training config on DATA's train + val (never test) -> reports/cv/latest
-	$(PY) -m model_training cv --data "$(CV_DATA)" --weights "$(WEIGHTS)" --out $(REPORT_DIR)/cv/latest $(TRAIN_ARGS)
+promote: $(VENV)/.installed ## make a run the bundled model: make promote RUN=runs/<time>-<version> (or RUN=latest)
+	@test -n "$(RUN)" || { echo "usage: make promote RUN=runs/<time>-<version> (or RUN=latest); runs:"; ls -1 runs 2>/dev/null | grep -E '^[0-9]{8}-' || echo "  none yet: make train"; exit 2; }
+	$(PY) -m model_training promote "$(RUN)"
 
-evaluate: $(VENV)/.installed ## evaluate the served model on each labelled folder in DATA; writes $(EVAL_OUT)/<folder>
-	@for d in $(DATA); do $(PY) -m model_training evaluate --model $(MODEL_DIR) --data "$$d" --out "$(EVAL_OUT)/$$(basename $$d)" || exit 1; done
+cv: $(VENV)/.installed weights-check ## k-fold cross-validation of a frozen-recipe config on CV_DATA's train + val (never test) -> runs/cv
+	$(PY) -m model_training cv --data "$(CV_DATA)" --weights "$(WEIGHTS)" --out runs/cv $(TRAIN_ARGS)
+
+evaluate: $(VENV)/.installed data-check ## score each folder in DATA through the served model (held-out images of training sites) -> $(EVAL_OUT)/<folder>
+	@for d in $(DATA); do $(PY) -m model_training evaluate --model $(MODEL_DIR) --data "$$d" --out "$(EVAL_OUT)/$$(basename $$d)" $(if $(filter none,$(SPLIT)),,$(if $(wildcard $(SPLIT)),--split $(SPLIT))) || exit 1; done
+
+# The defaults point into ../shared, the project's development copy of the data (docs/training.md#data-and-weights).
+data-check:
+	@for d in $(DATA); do test -d "$$d" || { printf '%s\n' "error: data folder $$d not found." \
+	  "  DATA names one folder per site in the BUSI layout (<root>/<class>/*.png, masks <name>_mask.png)." \
+	  "  Get BUSI from Kaggle (aryashah2k/breast-ultrasound-images-dataset), then e.g. make $(firstword $(MAKECMDGOALS)) DATA=/data/busi" \
+	  "  (docs/training.md#data-and-weights)" >&2; exit 2; }; done
+
+weights-check:
+	@case "$(WEIGHTS)" in imagenet|none) ;; *) test -f "$(WEIGHTS)" || { printf '%s\n' "error: weights file $(WEIGHTS) not found." \
+	  "  Use WEIGHTS=imagenet (Keras downloads the ImageNet MobileNetV2 weights once; needs internet)" \
+	  "  or WEIGHTS=/path/to/a.weights.h5 (docs/training.md#data-and-weights)" >&2; exit 2; } ;; esac
 
 adapt: $(VENV)/.installed ## refit the model's cheap parts to a new site: make adapt LOCAL=/path/to/labelled ADAPT_OUT=runs/adapted
 	$(PY) -m model_training adapt --model $(MODEL_DIR) --data "$(LOCAL)" --out $(ADAPT_OUT) $(ADAPT_ARGS)
@@ -72,8 +99,8 @@ adapt: $(VENV)/.installed ## refit the model's cheap parts to a new site: make a
 input-check: $(VENV)/.installed ## fit the "is this a breast ultrasound?" check of $(MODEL_DIR) on the sites in DATA -> its model.json + $(REPORT_DIR)/input_check
 	$(PY) -m model_training input-check --model $(MODEL_DIR) $(foreach d,$(DATA),--data "$(d)") --report $(REPORT_DIR)/input_check $(if $(wildcard $(REPORT_DIR)/split.json),--split $(REPORT_DIR)/split.json)
 
-audit: $(VENV)/.installed ## duplicate/conflict audit of each folder in DATA -> $(REPORT_DIR)/audit-<folder>.json
-	@for d in $(DATA); do $(PY) -m model_training audit "$$d" --out "$(REPORT_DIR)/audit-$$(basename $$d).json" || exit 1; done
+audit: $(VENV)/.installed data-check ## duplicate/conflict audit of each folder in DATA -> runs/audit-<folder>.json
+	@for d in $(DATA); do $(PY) -m model_training audit "$$d" --out "runs/audit-$$(basename $$d).json" || exit 1; done
 
 # Local batch scoring (classifier.batch): INPUT is a folder or a list file; OUT .csv or .jsonl; a rerun resumes.
 # make batch INPUT=/path/to/archive OUT=results.csv BATCH_ARGS="--processes 2 --labelled"
@@ -111,7 +138,7 @@ destroy: $(VENV)/.installed ## delete the stack (with removalPolicy destroy, als
 	@$(PY) -m infra.preflight --no-docker
 	$(CDK) destroy --force --no-notices $(CDK_ARGS)
 
-bench: $(VENV)/.installed ## benchmarks vs the original serving path; writes bench/results.{json,md} and the table in docs/benchmarks.md
+bench: $(VENV)/.installed ## benchmarks -> bench/results.{json,md}, docs/benchmarks.md (options: make bench BENCH_ARGS=--help)
 	$(PY) -m bench --readme docs/benchmarks.md $(BENCH_ARGS)
 
 lint: $(VENV)/.installed ## hadolint on the Dockerfile, cdk synth (cdk-nag) + cfn-lint on the template

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 
 from .config import RECIPES, TrainConfig
 from .errors import TrainingError
+from .runs import BUNDLED_MODEL, BUNDLED_REPORT, RUNS
 
 _DEFAULTS = TrainConfig(data=(Path("."),), out=Path("."), report=Path("."))
 #: Lesion recipe defaults (shared/NOTES.md: 4-10 epochs with the top ~30 % unfrozen helped on a new site;
@@ -92,8 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
                                    "export the calibrated .tflite, check LiteRT/Keras parity and evaluate once on the "
                                    "test split.")
     _training_args(t, d)
-    t.add_argument("--out", type=Path, required=True, help="where model.tflite and model.json go")
-    t.add_argument("--report", type=Path, default=Path("reports"), help="metrics.json, plots, report.md, audit.json, split.json")
+    t.add_argument("--runs", type=Path, default=RUNS,
+                   help="the run goes to a new folder RUNS/<UTC time>-<version>/ (model/ and report/); the bundled "
+                        "model is untouched until `promote`")
+    t.add_argument("--out", type=Path, default=None,
+                   help="write model.tflite + model.json here instead of a run folder (e.g. lambda_src/model to "
+                        "replace the bundled model in one step); needs --report too")
+    t.add_argument("--report", type=Path, default=None,
+                   help="with --out: where metrics.json, plots, report.md and split.json go")
+    t.add_argument("--compare-with", type=Path, default=BUNDLED_MODEL,
+                   help="model folder whose card the run is compared with, metric by metric (skipped if absent)")
+    t.add_argument("--no-input-check", action="store_true",
+                   help="lesion recipe: skip fitting the \"is this a breast ultrasound?\" check on the new model "
+                        "(about a minute; `input-check` fits it later)")
     t.add_argument("--quantize", choices=["none", "int8"], default=d.quantize,
                    help="int8: full-integer kernels (float in/out), kept only if validation accuracy holds")
     t.add_argument("--cv-folds", type=int, default=d.cv_folds,
@@ -116,14 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "settings with less noise than the small val split; the test split is never used.")
     _training_args(c, d)
     c.set_defaults(recipe="frozen")  # cv compares frozen-recipe settings; the lesion recipe's LOSO is inside train
-    c.add_argument("--folds", type=int, default=5, help="number of folds (K)")
-    c.add_argument("--out", type=Path, default=Path("reports/cv"),
+    c.add_argument("--folds", type=int, default=d.cv_folds, help="number of folds (K)")
+    c.add_argument("--out", type=Path, default=Path("runs/cv"),
                    help="cv.json, cv.md, oof_logits.npz (+ the audit.json and split.json it used)")
 
     a = sub.add_parser("audit", help="duplicate/conflict audit of a data folder (prints it, writes JSON)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     a.add_argument("data", type=Path, help="labelled folder <root>/<class>/*.png")
-    a.add_argument("--out", type=Path, default=Path("reports/audit.json"), help="where the JSON goes")
+    a.add_argument("--out", type=Path, default=Path("runs/audit.json"), help="where the JSON goes")
     a.add_argument("--near-dup-threshold", type=float, default=d.near_dup_threshold)
     a.add_argument("--skip-bad", action="store_true")
 
@@ -145,16 +158,31 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--target-sensitivity", type=float, default=d.target_sensitivity)
     ad.add_argument("--seed", type=int, default=d.seed)
 
+    pr = sub.add_parser("promote", help="make a training run the bundled model (lambda_src/model + reports)",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                        description="Copy RUN/model (model.tflite, model.json, model.keras) over the bundled model "
+                                    "folder and RUN/report over the bundled report folder. Other report folders "
+                                    "(loso/, adapt/, cv/) are left alone. Commit the result to ship it.")
+    pr.add_argument("run", help="a run folder (runs/<time>-<version>), its name, or `latest`")
+    pr.add_argument("--model-dir", type=Path, default=BUNDLED_MODEL, help="the bundled model folder")
+    pr.add_argument("--report-dir", type=Path, default=BUNDLED_REPORT, help="the bundled report folder")
+
     e = sub.add_parser("evaluate", help="evaluate a model directory (tflite as served) on a labelled folder",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Score a labelled folder through the served path (LiteRT, serving preprocessing, "
+                                   "the card's label rule). With --split (the model's split.json), a folder the "
+                                   "model trained on is scored on its held-out test images only; a folder that is "
+                                   "not one of its training sites is scored whole. Without --split every image is "
+                                   "scored, and the output says the numbers may include training images.")
     e.add_argument("--model", type=Path, required=True, help="folder with model.tflite + model.json")
     e.add_argument("--data", type=Path, required=True, help="labelled folder; may hold a subset of the model's classes")
     e.add_argument("--out", type=Path, required=True, help="metrics.json, plots, report.md, predictions.json")
     e.add_argument("--skip-bad", action="store_true")
     e.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     e.add_argument("--split", type=Path, default=None,
-                   help="a split.json from `train`: evaluate only the images it puts in --split-name "
-                        "(e.g. re-check the bundled model's test numbers)")
+                   help="the model's split.json from `train` (reports/split.json for the bundled model, "
+                        "RUN/report/split.json for a run): evaluate only the images it puts in --split-name when "
+                        "the folder is one of its training sites")
     e.add_argument("--split-name", default="test", choices=["train", "val", "trainval", "test"],
                    help="trainval/test for lesion-recipe splits, train/val/test for frozen-recipe ones")
 
@@ -178,22 +206,78 @@ def _config(args, **extra) -> TrainConfig:
     )
 
 
+def _train(args) -> int:
+    from . import runs
+
+    if (args.out is None) != (args.report is None):
+        raise TrainingError("--out and --report go together (or give neither: the run goes to a new run folder)")
+    run = None
+    if args.out is None:
+        run = runs.new_run(args.runs)
+        args.out, args.report = run / runs.MODEL, run / runs.REPORT
+        print(f"run folder: {run} (the bundled model in {runs.BUNDLED_MODEL} is not touched)", flush=True)
+    cfg = _config(args, out=args.out, report=args.report, quantize=args.quantize, name=args.name,
+                  cv_folds=args.cv_folds, evaluate_test=not args.no_test, target_sensitivity=args.target_sensitivity)
+    if cfg.recipe == "lesion":
+        from .lesion_pipeline import train_lesion
+
+        train_lesion(cfg)
+    else:
+        from .pipeline import train
+
+        train(cfg)
+    card_path = cfg.out / "model.json"
+    if not card_path.is_file():  # --no-test on the frozen recipe stops before export
+        return 0
+    version = json.loads(card_path.read_text())["version"]
+    if run is not None:
+        run = runs.finish_run(run, version)
+        out, report = run / runs.MODEL, run / runs.REPORT
+    else:
+        out, report = cfg.out, cfg.report
+    if cfg.recipe == "lesion" and not args.no_input_check:
+        from .input_check import run as fit_input_check
+
+        print("fitting the input check (is this a breast ultrasound?) on the new model ...", flush=True)
+        split = report / "split.json"
+        doc = fit_input_check(out, list(cfg.data), report=report / "input_check", split=split,
+                              command="python -m model_training train (input check fitted after training)")
+        rates = doc["fitted"].get("non_ultrasound", {}).get("all", {})
+        print(f"input check: written to {out}/model.json"
+              + (f"; generated non-ultrasound set refused {rates['reject_rate']:.1%}, flagged "
+                 f"{rates['flagged_rate']:.1%}" if {"reject_rate", "flagged_rate"} <= set(rates) else ""), flush=True)
+    if run is not None:
+        same = args.compare_with.resolve() == out.resolve()
+        summary = None if same else runs.write_comparison(run, old_dir=args.compare_with)
+        print(f"\nrun written: {run}/ (model/, report/report.md)")
+        if summary:
+            print(summary)
+            print(f"  details: {report}/comparison.md")
+        print(f"try it:      make serve MODEL_DIR={out}\n"
+              f"evaluate:    make evaluate RUN={run}\n"
+              f"ship it:     make promote RUN={run}   (replaces {runs.BUNDLED_MODEL} and {runs.BUNDLED_REPORT})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":
-            cfg = _config(args, out=args.out, report=args.report, quantize=args.quantize, name=args.name,
-                          cv_folds=args.cv_folds, evaluate_test=not args.no_test,
-                          target_sensitivity=args.target_sensitivity)
-            if cfg.recipe == "lesion":
-                from .lesion_pipeline import train_lesion
+            return _train(args)
+        elif args.command == "promote":
+            from .runs import promote, resolve_run
 
-                train_lesion(cfg)
-            else:
-                from .pipeline import train
-
-                train(cfg)
+            run = resolve_run(args.run)
+            written = promote(run, model_dir=args.model_dir, report_dir=args.report_dir)
+            card = json.loads((args.model_dir / "model.json").read_text())
+            print(f"promoted {run} -> {args.model_dir} and {args.report_dir} ({len(written)} files): the bundled model "
+                  f"is now {card.get('name')} {card.get('version')}")
+            if "input_check" not in card:
+                print(f"note: this model has no input check; fit one with `make input-check` (python -m "
+                      f"model_training input-check --model {args.model_dir} --data ...)")
+            print("next: `make test`, update the numbers quoted in README.md and docs/ (docs/model-card.md, "
+                  "docs/training.md), and commit lambda_src/model and reports to ship it")
         elif args.command == "cv":
             from .crossval import cross_validate
 
@@ -226,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
 
             result = evaluate_folder(model=args.model, data=args.data, out=args.out, skip_bad=args.skip_bad,
                                      n_boot=args.bootstrap, split_file=args.split, split_name=args.split_name)
+            print(f"scored: {result['scored']}")
             print(metrics_table(result))
             print(f"written: {args.out}/metrics.json, report.md, plots")
         elif args.command == "input-check":

@@ -43,23 +43,44 @@ def write_outputs(y: np.ndarray, probs: np.ndarray, labels: list[str], out: Path
     return result
 
 
-def select_split(samples, split_file: Path, split_name: str):
-    """Only the images that `split_file` (a training run's split.json) puts in `split_name`."""
+def _split_site(samples, split: dict, data: Path) -> str | None:
+    """The split's entry for this folder: by folder name, then by the root path it recorded; None if neither."""
+    if "sites" not in split:  # a frozen-recipe split: one site, whatever its folder is called
+        return ""
+    name = Path(data).resolve().name
+    if name in split["sites"]:
+        return name
+    for site, entry in split["sites"].items():
+        root = entry.get("root")
+        if root and Path(root).resolve() == Path(data).resolve():
+            return site
+    return None
+
+
+def select_split(samples, split_file: Path, split_name: str, data: Path | None = None):
+    """The images that `split_file` (a training run's split.json) puts in `split_name`, and what was scored.
+
+    A folder that is not one of the split's sites was never trained on: every image is kept.
+    """
+    data = Path(data) if data is not None else (Path(samples[0].path).parents[1] if samples else Path("."))
     try:
         split = json.loads(Path(split_file).read_text())
-        if "sites" in split:  # the lesion recipe: one entry per site, named after its folder
-            site = Path(samples[0].path).parents[1].resolve().name if samples else ""
-            if site not in split["sites"]:
-                raise DataFolderError(f"--split {split_file} has sites {', '.join(split['sites'])}, not {site!r}")
-            files = split["sites"][site]["files"]
-        else:
-            files = split["files"]
-    except (OSError, ValueError, KeyError) as exc:
+        site = _split_site(samples, split, data)
+        if site is None:
+            sites = ", ".join(split["sites"])
+            return samples, (f"all {len(samples)} images: {data.name} is not one of the model's training sites "
+                             f"({sites}, from {split_file}), so none of them was trained on")
+        files = split["sites"][site]["files"] if site else split["files"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise TrainingError(f"--split {split_file}: not a split.json written by `train` ({exc})") from exc
     chosen = [s for s in samples if files.get(s.key, {}).get("split") == split_name]
     if not chosen:
         raise DataFolderError(f"no image of {split_file} split {split_name!r} is in this folder")
-    return chosen
+    unknown = sum(s.key not in files for s in samples)
+    held = "held out from training" if split_name == "test" else "NOT held out: the model trained on them"
+    return chosen, (f"the {split_name} split: {len(chosen)} of {len(samples)} images of {data.name} "
+                    f"({held}; from {split_file})"
+                    + (f"; {unknown} images not in the split file were left out" if unknown else ""))
 
 
 def evaluate_folder(*, model: Path, data: Path, out: Path, skip_bad: bool = False, n_boot: int = 1000,
@@ -70,13 +91,16 @@ def evaluate_folder(*, model: Path, data: Path, out: Path, skip_bad: bool = Fals
         raise TrainingError(str(exc)) from exc
     samples, _ = discover(data)
     if split_file is not None:
-        samples = select_split(samples, split_file, split_name)
+        samples, scored = select_split(samples, split_file, split_name, data)
+    else:
+        scored = (f"all {len(samples)} images of {data.name}, with no split file: if the model trained on this "
+                  "folder these numbers include training images and are optimistic (pass the model's split.json)")
     samples, images = decode_all(samples, skip_bad=skip_bad)
     y = label_indices([s.label for s in samples], engine.labels)
     probs = engine_probs(engine, to_arrays(images, engine.card.input_size, engine.card.preprocessing_id), desc="evaluate")
     result = write_outputs(
         y, probs, engine.labels, out, title=f"{data.name} (n={len(y)})", n_boot=n_boot,
-        extra={"model_version": engine.card.version, "data": str(data)},
+        extra={"model_version": engine.card.version, "data": str(data), "scored": scored},
     )
     predictions = [
         {"file": s.key, "label": s.label,
@@ -85,5 +109,5 @@ def evaluate_folder(*, model: Path, data: Path, out: Path, skip_bad: bool = Fals
         for s, p in zip(samples, probs)
     ]
     (out / "predictions.json").write_text(json.dumps(predictions, indent=1) + "\n")
-    (out / "report.md").write_text(eval_markdown(result, title=f"Evaluation of {model} on {data}"))
+    (out / "report.md").write_text(eval_markdown(result, title=f"Evaluation of {model} on {data}", scored=scored))
     return result

@@ -321,7 +321,7 @@ def _fmt(v) -> str:
 
 
 def _summary_rows(cfg, card, loso, test, parity, wall, peak):
-    rows = [("model", f"{cfg.out / 'model.tflite'} ({(cfg.out / 'model.tflite').stat().st_size / 1e6:.1f} MB)"),
+    rows = [("model", f"model.tflite ({(cfg.out / 'model.tflite').stat().st_size / 1e6:.1f} MB)"),
             ("version", card["version"]),
             ("operating point", f"normal if p(normal) >= {card['operating_point']['normal_threshold']:.3f}, else "
                                 f"malignant if p(mal|lesion) >= {card['operating_point']['malignant_threshold']:.3f}")]

@@ -165,7 +165,7 @@ def train(cfg: TrainConfig) -> dict:
     card = json.loads((cfg.out / "model.json").read_text())
     (cfg.report / "report.md").write_text(train_markdown(cfg, card, audit, counts, test_metrics, search, extra))
     rows = [
-        ("model", f"{cfg.out / 'model.tflite'} ({(cfg.out / 'model.tflite').stat().st_size / 1e6:.1f} MB, {card['input_dtype']} in)"),
+        ("model", f"model.tflite ({(cfg.out / 'model.tflite').stat().st_size / 1e6:.1f} MB, {card['input_dtype']} in)"),
         ("version", card["version"]),
         ("split train/val/test", f"{counts['train']['total']}/{counts['val']['total']}/{counts['test']['total']}"
                                  f" (+{counts['excluded_conflicting']} conflicting left out)"),

@@ -39,10 +39,11 @@ def metrics_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def eval_markdown(result: dict, *, title: str) -> str:
+def eval_markdown(result: dict, *, title: str, scored: str = "") -> str:
     return (
         f"# {title}\n\nThe .tflite as served (LiteRT, serving preprocessing). Research use only; "
         "not a medical device.\n\n"
+        + (f"Scored: {scored}.\n\n" if scored else "") +
         f"{metrics_table(result)}\n\n"
         "Plots: `confusion_matrix.png`, `roc.png`, `reliability.png`.\n"
     )

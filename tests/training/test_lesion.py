@@ -66,13 +66,25 @@ def test_augmented_batches_keep_masks_on_lesions_and_draw_sites_evenly(two_sites
 
 @pytest.fixture(scope="module")
 def trained(two_sites, tmp_path_factory):
+    """`train` as `make train` runs it: a new run folder under --runs, nothing else written but --work."""
     root = tmp_path_factory.mktemp("lesion-run")
     a, b = two_sites
     code = main(["train", "--data", str(a), "--data", str(b), "--weights", "none", "--input-size", "64",
-                 "--epochs", "1", "--batch-size", "8", "--test-fraction", "0.25", "--out", str(root / "model"),
-                 "--report", str(root / "report"), "--work", str(root / "work")])
+                 "--epochs", "1", "--batch-size", "8", "--test-fraction", "0.25", "--runs", str(root / "runs"),
+                 "--work", str(root / "work"), "--compare-with", str(root / "no-bundled-model")])
     assert code == 0
-    return root
+    assert sorted(p.name for p in root.iterdir()) == ["runs", "work"]
+    (run,) = (root / "runs").iterdir()
+    return run
+
+
+def test_a_run_is_named_by_time_and_version_and_holds_model_report_and_input_check(trained):
+    card = json.loads((trained / "model" / "model.json").read_text())
+    assert trained.name.endswith("-" + card["version"][:8]) and trained.name[:8].isdigit()
+    assert sorted(p.name for p in trained.iterdir()) == ["model", "report"]
+    assert {"model.tflite", "model.json", "model.keras"} <= {p.name for p in (trained / "model").iterdir()}
+    assert card["input_check"]["fitted"]["sites"] == ["site_a", "site_b"]  # fitted after training, on its split
+    assert (trained / "report" / "input_check" / "input_check.md").is_file()
 
 
 def test_training_writes_sites_loso_operating_point_and_localisation(trained):
@@ -127,3 +139,18 @@ def test_adapt_writes_a_new_model_and_improves_a_shifted_site(trained, tmp_path)
     from classifier.engine import Engine
 
     assert Engine(out).analyse(next((shifted / "benign").glob("*[0-9].png")).read_bytes()).localisation is not None
+
+
+def test_promote_ships_a_run_that_serves_and_agrees_with_itself(trained, tmp_path):
+    from classifier.engine import Engine
+    from model_training import runs
+
+    model_dir, report_dir = tmp_path / "bundled" / "model", tmp_path / "bundled" / "reports"
+    assert main(["promote", str(trained), "--model-dir", str(model_dir), "--report-dir", str(report_dir)]) == 0
+    card = json.loads((trained / "model" / "model.json").read_text())
+    assert Engine(model_dir).card.version == card["version"]
+    assert (report_dir / "split.json").read_bytes() == (trained / "report" / "split.json").read_bytes()
+    summary = runs.write_comparison(trained, old_dir=model_dir)
+    doc = json.loads((trained / "report" / "comparison.json").read_text())
+    agree, judged = doc["agree"], doc["judged"]
+    assert judged > 0 and agree == judged and f"{judged} of {judged} metrics agree" in summary
