@@ -207,6 +207,7 @@ def train_lesion(cfg: TrainConfig) -> dict:
 
     # 4. export, parity, per-site test through the served path -------------------------------
     tick = time.time()
+    _step("exporting: the served graph (probabilities, heatmap, features) -> model.tflite")
     served = build_served([final.model], input_size=cfg.input_size, lesion_temperature=calib["lesion_temperature"],
                           malignant_temperature=calib["malignant_temperature"], tta_flip=tta)
     save_for_adapt(final.model, cfg.work / MODEL_KERAS)
@@ -228,11 +229,13 @@ def train_lesion(cfg: TrainConfig) -> dict:
                   dataset_fingerprint=";".join(f"{s.name}={s.fingerprint}" for s in sites),
                   split_counts=_split_counts(splits), operating_point=operating_point, localisation=localisation)
     write_model(staging, tflite, **common)
+    _step("checking LiteRT against Keras on the test images (parity)")
     engine = Engine(staging)
     test_x = [as_input(sp.site.x[sp.test]) for sp in splits]
     parity = _parity(served, engine, np.concatenate(test_x) if test_x else np.zeros((0,)), cfg.parity_tolerance)
     seconds["export"] = round(time.time() - tick, 1)
     tick = time.time()
+    _step("scoring each site's held-out test split through the served path")
     test, test_probs = {}, {}
     for sp in splits:
         test[sp.site.name], test_probs[sp.site.name], _ = _test_through_engine(engine, sp, _op(calib))
@@ -253,9 +256,15 @@ def train_lesion(cfg: TrainConfig) -> dict:
 
     from .lesion_report import write_report
 
+    _step(f"writing the report and plots to {cfg.report}")
     write_report(cfg, card, splits, oos, calib, loso, test, test_probs, final.history, engine)
     print(console_summary(_summary_rows(cfg, card, loso, test, parity, wall, peak)))
     return card
+
+
+def _step(text: str) -> None:
+    """A status line before a step that runs for seconds without a progress bar."""
+    print(f"[{time.strftime('%H:%M:%S')}] {text} ...", flush=True)
 
 
 def _brief(m: dict | None) -> dict:
