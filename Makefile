@@ -38,7 +38,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install demo test serve train promote data-check weights-check cv evaluate audit adapt input-check synth bootstrap deploy destroy bench lint clean
+.PHONY: help install demo test serve train promote data-check weights-check cv evaluate diff audit adapt input-check synth bootstrap deploy destroy bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -133,6 +133,10 @@ bootstrap: $(VENV)/.installed ## cdk bootstrap: once per AWS account and region,
 deploy: $(VENV)/.installed ## cdk deploy (needs Docker with buildx, AWS credentials, `cdk bootstrap` once)
 	@$(PY) -m infra.preflight
 	BUILDX_NO_DEFAULT_ATTESTATIONS=1 $(CDK) deploy --require-approval never --no-notices $(CDK_ARGS)
+
+diff: $(VENV)/.installed ## cdk diff: what a deploy would change (needs AWS credentials), IAM changes included
+	@$(PY) -m infra.preflight --no-docker
+	$(CDK) diff --no-notices $(CDK_ARGS)
 
 destroy: $(VENV)/.installed ## delete the stack (with removalPolicy destroy, also the repository and logs)
 	@$(PY) -m infra.preflight --no-docker

@@ -147,8 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "the lesion calibration when normal frames are given, the operating point), "
                                     "compare before/after by group-aware cross-validation on those images, and write "
                                     "a new versioned model folder (model.tflite, model.json, model.keras, "
-                                    "adapt_report.md): try it with `make serve MODEL_DIR=OUT`, deploy it by copying "
-                                    "model.tflite and model.json into lambda_src/model/.")
+                                    "adapt_report.md): try it with `make serve MODEL_DIR=OUT`, make it the bundled "
+                                    "model with `make promote RUN=OUT`, then `make deploy`.")
     ad.add_argument("--model", type=Path, required=True, help="lesion-recipe model folder (with model.keras)")
     ad.add_argument("--data", type=Path, required=True, help="the new site's labelled folder <root>/<class>/*.png")
     ad.add_argument("--out", type=Path, required=True, help="where the adapted model folder goes")
@@ -163,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Copy RUN/model (model.tflite, model.json, model.keras) over the bundled model "
                                     "folder and RUN/report over the bundled report folder. Other report folders "
                                     "(loso/, adapt/, cv/) are left alone. Commit the result to ship it.")
-    pr.add_argument("run", help="a run folder (runs/<time>-<version>), its name, or `latest`")
+    pr.add_argument("run", help="a run folder (runs/<time>-<version>), its name, `latest`, or a bare model folder "
+                                "(what `adapt` writes)")
     pr.add_argument("--model-dir", type=Path, default=BUNDLED_MODEL, help="the bundled model folder")
     pr.add_argument("--report-dir", type=Path, default=BUNDLED_REPORT, help="the bundled report folder")
 

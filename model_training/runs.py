@@ -60,10 +60,10 @@ def resolve_run(text: str | Path, root: Path = RUNS) -> Path:
             raise TrainingError(f"no complete run under {root}/ (a run has model/model.json): `make train` first")
         return runs[-1]
     for candidate in (Path(text), root / text):
-        if (candidate / MODEL / "model.json").is_file():
-            return candidate
+        if (candidate / MODEL / "model.json").is_file() or (candidate / "model.json").is_file():
+            return candidate  # a run, or a bare model folder (what `adapt` writes)
     known = ", ".join(p.name for p in list_runs(root)[-5:]) or "none"
-    raise TrainingError(f"{text} is not a training run (no {MODEL}/model.json in it); recent runs under "
+    raise TrainingError(f"{text} is not a training run (no {MODEL}/model.json in it) nor a model folder; recent runs under "
                         f"{root}/: {known}")
 
 
@@ -86,7 +86,7 @@ def promote(run: Path, *, model_dir: Path = BUNDLED_MODEL, report_dir: Path = BU
 
     Report files the run did not write (other studies under reports/: loso/, adapt/, cv/) are left alone.
     """
-    src_model, src_report = run / MODEL, run / REPORT
+    src_model, src_report = (run / MODEL, run / REPORT) if (run / MODEL).is_dir() else (run, run / REPORT)
     missing = [n for n in MODEL_FILES[:2] if not (src_model / n).is_file()]
     if missing:
         raise TrainingError(f"{src_model} lacks {', '.join(missing)}: not a finished run")

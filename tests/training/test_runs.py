@@ -146,3 +146,11 @@ def test_evaluate_scores_every_image_of_a_folder_the_model_never_trained_on(site
     samples, _ = discover(other)
     chosen, scored = select_split(samples, split, "test", other)
     assert chosen == samples and "not one of the model's training sites (busi" in scored
+
+
+def test_promote_takes_a_bare_model_folder_too_as_adapt_writes_it(tmp_path):
+    adapted = _fake_run(tmp_path, "adapted") / "model"
+    model_dir, report_dir = tmp_path / "model", tmp_path / "reports"
+    assert main(["promote", str(adapted), "--model-dir", str(model_dir), "--report-dir", str(report_dir)]) == 0
+    assert (model_dir / "model.tflite").read_bytes() == (adapted / "model.tflite").read_bytes()
+    assert not report_dir.exists()  # a bare model folder has no report to copy
