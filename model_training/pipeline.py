@@ -170,7 +170,8 @@ def train(cfg: TrainConfig) -> dict:
         ("split train/val/test", f"{counts['train']['total']}/{counts['val']['total']}/{counts['test']['total']}"
                                  f" (+{counts['excluded_conflicting']} conflicting left out)"),
         ("chosen", f"{stage} ({len(served_members)} model(s)), {'flip TTA' if tta == 'flip' else 'no TTA'}, T={temperature:.3f}"),
-        ("val accuracy / NLL", f"{chosen['accuracy']:.3f} / {chosen['nll']:.3f}"),
+        (f"{'out-of-fold (CV)' if cfg.epochs == 0 and cfg.cv_folds >= 2 else 'val'} accuracy / NLL",
+         f"{chosen['accuracy']:.3f} / {chosen['nll']:.3f}"),
         ("parity", f"{parity_result['same_label']}/{parity_result['n']} same label, max diff {parity_result['max_abs_prob_diff']:.1e}"),
     ]
     if test_metrics:
