@@ -43,13 +43,20 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
+# A status line before each quiet step (a failing step still prints its error, and make stops there).
+# PYTHONWARNINGS: setuptools' "Editable installation." notice, about folders named like the packages,
+# describes this layout by design (pyproject.toml maps them).
 $(VENV)/.installed: requirements.txt lambda_src/requirements.txt pyproject.toml package.json
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet --no-deps -e .
-	npm ci --no-audit --no-fund --silent
-	touch $@
+	@echo "install: creating $(VENV)"
+	@$(PYTHON) -m venv $(VENV)
+	@echo "install: installing Python packages (about a minute)..."
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@PYTHONWARNINGS="ignore:Editable installation." $(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@echo "install: installing the pinned CDK CLI (npm ci)..."
+	@npm ci --no-audit --no-fund --silent
+	@touch $@
+	@echo "install: done ($(VENV) and node_modules/)"
 
 $(SERVE_VENV)/.installed: lambda_src/requirements.txt
 	$(PYTHON) -m venv $(SERVE_VENV)
