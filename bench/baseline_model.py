@@ -8,7 +8,6 @@ are fine: timing does not depend on the weight values.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 INPUT_SIZE = 224
@@ -16,7 +15,9 @@ N_CLASSES = 3
 
 
 def build(out: Path) -> Path:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from model_training import quiet
+
+    quiet.apply()  # TensorFlow's start-up lines (BUSI_VERBOSE=1 keeps them)
     import keras
     import tensorflow as tf
 

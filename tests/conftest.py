@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import model_training  # noqa: F401  (first: TensorFlow quiet, as in the CLIs; BUSI_VERBOSE=1 keeps its logs)
 from tests.model_factory import build_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
