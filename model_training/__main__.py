@@ -245,7 +245,7 @@ def _train(args) -> int:
                               command="python -m model_training train (input check fitted after training)")
         rates = doc["fitted"].get("non_ultrasound", {}).get("all", {})
         print(f"input check: written to {out}/model.json"
-              + (f"; generated non-ultrasound set refused {rates['reject_rate']:.1%}, flagged "
+              + (f"; non-ultrasound test set refused {rates['reject_rate']:.1%}, flagged "
                  f"{rates['flagged_rate']:.1%}" if {"reject_rate", "flagged_rate"} <= set(rates) else ""), flush=True)
     if run is not None:
         same = args.compare_with.resolve() == out.resolve()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from classifier.batch_metrics import served_label_counts
 from classifier.engine import Engine
 from classifier.errors import ModelLoadError
 
@@ -98,15 +99,17 @@ def evaluate_folder(*, model: Path, data: Path, out: Path, skip_bad: bool = Fals
     samples, images = decode_all(samples, skip_bad=skip_bad)
     y = label_indices([s.label for s in samples], engine.labels)
     probs = engine_probs(engine, to_arrays(images, engine.card.input_size, engine.card.preprocessing_id), desc="evaluate")
+    decided = [engine.card.decide({l: float(v) for l, v in zip(engine.labels, p)}) for p in probs]
+    served = served_label_counts(y, [d[0] for d in decided], engine.labels) | {"rule": decided[0][1]} if decided else {}
     result = write_outputs(
         y, probs, engine.labels, out, title=f"{data.name} (n={len(y)})", n_boot=n_boot,
-        extra={"model_version": engine.card.version, "data": str(data), "scored": scored},
+        extra={"model_version": engine.card.version, "data": str(data), "scored": scored, "served_labels": served},
     )
     predictions = [
         {"file": s.key, "label": s.label,
-         "predicted": engine.card.decide({l: float(v) for l, v in zip(engine.labels, p)})[0],
+         "predicted": d[0],
          "probabilities": {l: round(float(v), 6) for l, v in zip(engine.labels, p)}}
-        for s, p in zip(samples, probs)
+        for s, p, d in zip(samples, probs, decided)
     ]
     (out / "predictions.json").write_text(json.dumps(predictions, indent=1) + "\n")
     (out / "report.md").write_text(eval_markdown(result, title=f"Evaluation of {model} on {data}", scored=scored))

@@ -83,6 +83,15 @@ def test_tflite_beats_chance_on_fresh_images(trained, tmp_path):
     assert metrics["n"] == 36 and set(metrics["per_class"]) == {"normal", "benign", "malignant"}
     assert metrics["accuracy"] > 0.6, metrics["accuracy"]  # chance is 1/3
     assert (tmp_path / "ev" / "report.md").is_file() and (tmp_path / "ev" / "predictions.json").is_file()
+    # what was scored is said: no split file, so every image, with the caveat
+    assert metrics["scored"].startswith("all 36 images of fresh, with no split file")
+    assert "Scored: all 36 images" in (tmp_path / "ev" / "report.md").read_text()
+    # the served labels (the card's rule) are counted from the same predictions the API would return
+    predictions = json.loads((tmp_path / "ev" / "predictions.json").read_text())
+    served = metrics["served_labels"]
+    assert sum(map(sum, served["confusion_matrix"]["matrix"])) == 36
+    hits = sum(p["predicted"] == p["label"] for p in predictions)
+    assert served["accuracy"] == pytest.approx(hits / 36) and served["rule"]
 
 
 def test_evaluate_two_class_subset(trained, tmp_path):
