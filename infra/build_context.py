@@ -38,8 +38,8 @@ def check_build_context(directory: Path) -> BuildContext:
     if missing:
         raise BuildContextError(
             f"the bundled model is incomplete in {directory}: missing {', '.join(missing)}. "
-            "Train one with `make train` (writes lambda_src/model/), or restore the committed one with "
-            "`git checkout -- lambda_src/model`."
+            "Restore the committed one with `git checkout -- lambda_src/model`, or ship a training run: "
+            "`make train`, then `make promote RUN=runs/<time>-<version>`."
         )
     try:
         card = json.loads((directory / "model/model.json").read_text(encoding="utf-8"))

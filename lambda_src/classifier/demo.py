@@ -29,8 +29,8 @@ def find_examples(folder: Path) -> list[Path]:
 def run(model_dir: Path, examples_dir: Path, *, num_threads: int = 1, out=sys.stdout) -> int:
     missing = [name for name in (MODEL_FILE, CARD_FILE) if not (model_dir / name).is_file()]
     if missing:
-        print(f"error: {model_dir} has no {' or '.join(missing)}; train one with `make train` "
-              f"or pass --model DIR", file=sys.stderr)
+        print(f"error: {model_dir} has no {' or '.join(missing)}; restore the bundled one (git checkout -- lambda_src/model), "
+              f"ship a run (make train, then make promote RUN=...) or pass --model DIR", file=sys.stderr)
         return 2
     if not examples_dir.is_dir() or not (images := find_examples(examples_dir)):
         print(f"error: no PNG/JPEG/BMP images in {examples_dir}", file=sys.stderr)

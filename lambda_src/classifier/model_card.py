@@ -134,7 +134,7 @@ class ModelCard:
         card_path, model_path = model_dir / CARD_FILE, model_dir / MODEL_FILE
         for path in (card_path, model_path):
             if not path.is_file():
-                raise ModelLoadError(f"{path} is missing; run `make train` or restore the bundled model")
+                raise ModelLoadError(f"{path} is missing; restore the bundled model (git checkout -- lambda_src/model) or ship a run (`make train`, then `make promote RUN=...`)")
         try:
             raw = json.loads(card_path.read_text())
         except (OSError, ValueError) as exc:

@@ -160,7 +160,7 @@ def test_demo_without_a_model_says_how_to_get_one(tmp_path):
 
 def test_demo_on_the_bundled_model():
     if not (BUNDLED / "model.tflite").is_file():
-        pytest.skip("lambda_src/model has no bundled model yet (it is written by `make train`)")
+        pytest.skip("lambda_src/model has no bundled model (git checkout -- lambda_src/model restores it)")
     out = run_module("classifier.demo", "--model", str(BUNDLED), "--examples", str(EXAMPLES))
     assert out.returncode == 0, out.stderr
     assert "3/3 answered" in out.stdout

@@ -37,7 +37,7 @@ def test_attribution():
 
 def test_examples_are_held_out_by_the_bundled_models_split():
     if not SPLIT.is_file():
-        pytest.skip("reports/split.json (written by `make train`) is absent")
+        pytest.skip("reports/split.json (the bundled model's split, from `make promote`) is absent")
     split = json.loads(SPLIT.read_text())
     files = split["sites"]["busi"]["files"] if "sites" in split else split["files"]
     for example, original in originals().items():

@@ -81,7 +81,7 @@ def test_every_copy_source_exists_and_is_not_dockerignored():
 
 def test_the_bundled_model_goes_into_the_image():
     if not (CONTEXT / "model" / "model.tflite").is_file():
-        pytest.skip("lambda_src/model has no bundled model yet (it is written by `make train`)")
+        pytest.skip("lambda_src/model has no bundled model (git checkout -- lambda_src/model restores it)")
     for name in ("model/model.tflite", "model/model.json"):
         assert (CONTEXT / name).is_file()
         assert not dockerignore_excludes(name)
