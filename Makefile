@@ -36,7 +36,6 @@ ADAPT_ARGS ?=
 
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
-export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help install demo test serve train promote data-check weights-check cv evaluate diff audit adapt input-check synth bootstrap deploy destroy bench lint clean
 
