@@ -217,10 +217,10 @@ class ClassifierApi(Construct):
 def _error_template(code: str, message_json: str, disclaimer: str) -> str:
     """A mapping template for the handler's error shape {"error": {"code", "message", "request_id"}, "disclaimer"};
     message_json is already quoted. The request id is API Gateway's, the one its access log and the function's
-    logs (as correlation_id) carry."""
+    logs (as correlation_id) carry. One line ending with a newline, like the handler's bodies."""
     return (
         '{"error": {"code": "' + code + '", "message": ' + message_json + ', "request_id": "$context.requestId"}, '
-        '"disclaimer": ' + json.dumps(disclaimer) + "}"
+        '"disclaimer": ' + json.dumps(disclaimer) + "}\n"
     )
 
 

@@ -344,7 +344,7 @@ def _add_input_check(response: dict, result: Any) -> None:
         return
     body["warnings"] = [WARNING] if result.verdict == "warn" else []
     body["input_check"] = result.to_dict()
-    response["body"] = json.dumps(body)
+    response["body"] = json_body(body)
 
 
 def _probabilities(response: Mapping[str, Any]) -> Any:
@@ -359,14 +359,19 @@ def _fallback_500(request_id: str) -> dict:
     return {"error": {"code": "internal_error", "message": message, "request_id": request_id}, "disclaimer": DISCLAIMER}
 
 
+def json_body(body: Any) -> str:
+    """Every JSON response body: one line, ending with a newline (so `curl` output ends cleanly)."""
+    return json.dumps(body) + "\n"
+
+
 def _json(status: int, body: dict, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(status_code=status, content_type="application/json", body=json.dumps(body),
+    return Response(status_code=status, content_type="application/json", body=json_body(body),
                     headers={**JSON_HEADERS, **(headers or {})})
 
 
 def _raw_json(status: int, body: dict) -> dict:
     return {"statusCode": status, "headers": {"Content-Type": "application/json", **JSON_HEADERS},
-            "body": json.dumps(body), "isBase64Encoded": False}
+            "body": json_body(body), "isBase64Encoded": False}
 
 
 def _ms_since(start: float) -> float:

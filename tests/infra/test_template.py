@@ -290,6 +290,7 @@ def test_gateway_errors_are_json_with_the_disclaimer(default_stack: Synthesized)
     for response_type, props in responses.items():
         template = props["ResponseTemplates"]["application/json"]
         assert '"request_id": "$context.requestId"' in template, response_type
+        assert template.endswith("}\n") and template.count("\n") == 1, response_type  # one line, as the handler's
         body = json.loads(_render(template))
         assert body["disclaimer"].startswith("Research use only"), response_type
         assert body["error"]["code"] and body["error"]["message"], response_type

@@ -27,6 +27,8 @@ def header(headers: dict | None, name: str) -> str | None:
 def check_body(status: int, body: bytes | str, labels: list[str], *, what: str) -> dict:
     """Status and body must be a valid prediction (200) or a client error (4xx) in the documented shape."""
     assert status == 200 or 400 <= status < 500, f"{what}: status {status}, body {str(body)[:300]!r}"
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    assert text.endswith("\n") and "\n" not in text[:-1], f"{what}: not one line ending with a newline: {text[:200]!r}"
     try:
         doc = json.loads(body)
     except ValueError as exc:

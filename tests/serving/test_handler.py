@@ -38,7 +38,9 @@ def engine(tiny_model_dir) -> Engine:
 
 def call(service, event, context=None):
     response = service(event, context or LocalContext())
-    return response["statusCode"], json.loads(response["body"]), _headers(response)
+    body = response["body"]
+    assert body.endswith("\n") and "\n" not in body[:-1], f"not one line ending with a newline: {body[:200]!r}"
+    return response["statusCode"], json.loads(body), _headers(response)
 
 
 def _headers(response) -> dict[str, str]:
