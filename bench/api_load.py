@@ -69,7 +69,8 @@ def local_api(model_dir: Path, *, log_dir: Path, python: str = sys.executable,
     env = dict(os.environ, PYTHONPATH=str(REPO / "lambda_src"), PYTHONUNBUFFERED="1")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [python, "-m", "classifier.local_api", "--model", str(model_dir), "--port", str(port), "--quiet"],
+            # --verbose: the handler logs and emits metrics per request as it does in Lambda (into the log file)
+            [python, "-m", "classifier.local_api", "--model", str(model_dir), "--port", str(port), "--verbose"],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
     server = Server(proc, port, log_path)

@@ -2,6 +2,10 @@
 
     python -m classifier.local_api --model lambda_src/model --port 8080
 
+Each request prints one line on stderr, ``POST /predict 200 14.2 ms`` (method, path, status, time to
+answer); ``--quiet`` prints none, ``--verbose`` adds the handler's structured JSON logs and metrics on
+stdout, as Lambda writes them to CloudWatch (without it, the handler logs warnings and errors only).
+
 Bodies with a binary media type (``request_body.BINARY_MEDIA_TYPES``, the same
 list the deployed API declares) are base64-encoded into the event, exactly as
 API Gateway does, so ``curl --data-binary @us.png`` behaves as it will in AWS.
@@ -14,6 +18,7 @@ import argparse
 import base64
 import dataclasses
 import json
+import logging
 import re
 import sys
 import threading
@@ -41,6 +46,8 @@ _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,8})[ \t]*(;[^\r\n]*)?\r?\n")
 _METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}")
 #: Trailer lines after the last chunk, at most (each at most 1 KiB).
 _MAX_TRAILERS = 32
+#: Control characters from the request line, escaped in the log line (no terminal escapes from clients).
+_CONTROL_CHARS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
 
 # Why http.server and not a library (h11, an ASGI server): the standard library keeps the serving venv
 # at exactly lambda_src/requirements.txt (what the Lambda image has), and the only framing we accept is
@@ -54,11 +61,13 @@ class LocalApiServer(ThreadingHTTPServer):
     # kernel's accept queue overflows and connections are reset. 128 absorbs bursts.
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], handler: Handler, *, max_body_bytes: int, quiet: bool = False):
+    def __init__(self, address: tuple[str, int], handler: Handler, *, max_body_bytes: int, quiet: bool = False,
+                 verbose: bool = False):
         super().__init__(address, _RequestHandler)
         self.lambda_handler = handler
         self.max_body_bytes = max_body_bytes
-        self.quiet = quiet
+        self.quiet = quiet  # no line per request
+        self.verbose = verbose and not quiet  # also http.server's own messages (timeouts, refusals), with the client
 
     @property
     def url(self) -> str:
@@ -89,10 +98,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         """http.server's own refusals (bad request line, oversized headers) in the API's JSON error shape."""
         status = HTTPStatus(code)
         self.log_error("code %d, message %s", code, message)
+        self._note = message or status.phrase
         self.close_connection = True
         error = {"code": status.phrase.lower().replace(" ", "_").replace("-", "_"),
                  "message": f"{message or status.phrase} (HTTP {code})"}
-        self._send(code, {"Content-Type": "application/json"}, json.dumps({"error": error}).encode())
+        self._send(code, {"Content-Type": "application/json"}, _json_bytes({"error": error}))
 
     def handle_expect_100(self) -> bool:
         # Refuse an oversized body before the client sends it (curl asks first above 1 MB).
@@ -126,13 +136,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
             status, headers, payload = _decode_response(response)
         except Exception as exc:  # the handler never raises; if it does, answer like API Gateway would
             self.log_error("handler raised %s", type(exc).__name__)
+            self._note = f"the handler raised {type(exc).__name__}"
             status, headers = 502, {"Content-Type": "application/json"}
-            payload = json.dumps({"error": {"code": "bad_gateway", "message": "the handler failed",
-                                            "request_id": request_id}}).encode()
+            payload = _json_bytes({"error": {"code": "bad_gateway", "message": "the handler failed",
+                                             "request_id": request_id}})
         self._send(status, headers, payload)
 
     def _send_early(self, early: "_EarlyResponse") -> None:
-        self._send(early.status, {"Content-Type": "application/json"}, json.dumps(early.body).encode())
+        self._note = early.body["error"]["message"]
+        self._send(early.status, {"Content-Type": "application/json"}, _json_bytes(early.body))
 
     def _drain(self) -> None:
         """Read and drop a refused body of sane size, so the client sees our 413 rather than a reset."""
@@ -223,9 +235,31 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._headers_buffer = []
         self.wfile.write(head if self.command == "HEAD" else head + payload)
 
+    def parse_request(self) -> bool:
+        self._started, self._note = time.perf_counter(), None  # a new request on this connection
+        return super().parse_request()
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """One line per response (send_response calls it): ``POST /predict 200 14.2 ms``, and why, for
+        a refusal the server makes itself. The path without its query; never the client's address."""
+        if self.server.quiet:
+            return
+        started, note = getattr(self, "_started", None), getattr(self, "_note", None)
+        self._started = self._note = None
+        took = f"{(time.perf_counter() - started) * 1000:.1f} ms" if started is not None else "- ms"
+        path = urlsplit(getattr(self, "path", "") or "").path or "-"
+        line = f"{self.command or '-'} {path[:200]} {int(code) if str(code).isdigit() else code} {took}"
+        sys.stderr.write((line + (f" ({note})" if note else "")).translate(_CONTROL_CHARS) + "\n")
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's signature)
-        if not self.server.quiet:
+        """http.server's own messages (timeouts, refusals); the line per request says enough without --verbose."""
+        if self.server.verbose:
             sys.stderr.write(f"{self.address_string()} {format % args}\n")
+
+
+def _json_bytes(body: Any) -> bytes:
+    """A JSON body as the handler writes them: one line, ending with a newline."""
+    return (json.dumps(body) + "\n").encode()
 
 
 
@@ -311,9 +345,9 @@ def _decode_response(response: Mapping[str, Any]) -> tuple[int, dict[str, str], 
 
 
 def start_server(handler: Handler, *, host: str = "127.0.0.1", port: int = 0,
-                 max_body_bytes: int, quiet: bool = True) -> LocalApiServer:
+                 max_body_bytes: int, quiet: bool = True, verbose: bool = False) -> LocalApiServer:
     """Start serving in a daemon thread; port 0 picks a free one (see ``.url``). Stop with ``.shutdown()``."""
-    server = LocalApiServer((host, port), handler, max_body_bytes=max_body_bytes, quiet=quiet)
+    server = LocalApiServer((host, port), handler, max_body_bytes=max_body_bytes, quiet=quiet, verbose=verbose)
     threading.Thread(target=server.serve_forever, name="local-api", daemon=True).start()
     return server
 
@@ -330,14 +364,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m classifier.local_api",
         description="Serve POST /predict and GET /health on a local port, exactly as the deployed API "
-                    "(same proxy events, same handler). Research use only, not a medical device.",
+                    "(same proxy events, same handler). Each request prints one line on stderr: method, "
+                    "path, status and time to answer, e.g. 'POST /predict 200 14.2 ms'. "
+                    "Research use only, not a medical device.",
     )
     parser.add_argument("--model", help="model folder with model.tflite + model.json "
                                         "(default: $CLASSIFIER_MODEL_DIR or lambda_src/model)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     parser.add_argument("--threads", type=int, help="LiteRT CPU threads (default: $CLASSIFIER_NUM_THREADS or 1)")
-    parser.add_argument("--quiet", action="store_true", help="no access log lines on stderr")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--quiet", action="store_true",
+                        help="no line per request (start-up lines, warnings and errors only)")
+    output.add_argument("--verbose", action="store_true",
+                        help="also the handler's structured JSON logs and CloudWatch metrics on stdout, as "
+                             "Lambda writes them (level: $POWERTOOLS_LOG_LEVEL or INFO), and http.server's "
+                             "own messages")
     args = parser.parse_args(argv)
 
     overrides: dict[str, Any] = {}
@@ -347,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
         overrides["num_threads"] = args.threads
     try:
         settings = dataclasses.replace(Settings.from_env(), **overrides)
+        if not args.verbose:  # the JSON request logs and metrics are for CloudWatch; warnings and errors stay
+            settings = dataclasses.replace(settings, log_level=_at_least(settings.log_level, "WARNING"),
+                                           metrics_enabled=False)
     except ValueError as exc:  # SettingsError: a bad environment variable or flag
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -357,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         server = LocalApiServer((args.host, args.port), service, max_body_bytes=settings.max_body_bytes,
-                                quiet=args.quiet)
+                                quiet=args.quiet, verbose=args.verbose)
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
@@ -375,6 +420,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.server_close()
     return 0
+
+
+def _at_least(level: str, floor: str) -> str:
+    """The more severe of two logging level names."""
+    return level if logging.getLevelName(level) >= logging.getLevelName(floor) else floor
 
 
 if __name__ == "__main__":

@@ -242,32 +242,134 @@ def _python_env() -> dict:
     return env
 
 
-def test_module_entry_point_serves_and_refuses_a_missing_model(tiny_model_dir, tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "classifier.local_api", "--model", str(tiny_model_dir),
-                             "--port", "0", "--quiet"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            env=_python_env(), text=True)
-    try:
-        url = None
-        deadline = time.monotonic() + 60
-        while url is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line and proc.poll() is not None:
-                break
-            match = re.search(r"on (http://127\.0\.0\.1:\d+)", line)
-            url = match.group(1) if match else None
-        assert url, "the server did not report its address"
-        assert curl(f"{url}/health")[0] == 200
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+class _Entry:
+    """`python -m classifier.local_api ARGS` on a free port: its URL from the start-up line, its output
+    (stdout, stderr) once stopped."""
 
+    def __init__(self, model_dir: Path, *args: str):
+        env = {**_python_env(), "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "classifier.local_api", "--model", str(model_dir),
+                                      "--port", "0", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=env, text=True)
+        self.url, self.head = None, []
+        deadline = time.monotonic() + 60
+        while self.url is None and time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            if not line and self.proc.poll() is not None:
+                break
+            self.head.append(line)
+            match = re.search(r"on (http://127\.0\.0\.1:\d+)", line)
+            self.url = match.group(1) if match else None
+        if self.url is None:
+            self.stop()
+            raise AssertionError("the server did not report its address: " + "".join(self.head))
+
+    def stop(self) -> tuple[str, str]:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        # read() through the text wrappers (communicate() would skip what readline() buffered), then close them
+        with self.proc.stdout as out, self.proc.stderr as err:
+            return out.read(), "".join(self.head) + err.read()
+
+
+def _requests(url: str, png_file: Path) -> None:
+    assert curl(f"{url}/health")[0] == 200
+    assert curl("-X", "POST", f"{url}/predict?note=secret", "-H", "Content-Type: image/png",
+                "--data-binary", f"@{png_file}")[0] == 200
+    assert curl("-X", "POST", f"{url}/predict", "-H", "Content-Type: image/png", "--data-binary", "not a png")[0] == 400
+
+
+#: The line per request: method, path (no query), status, milliseconds.
+REQUEST_LINE = re.compile(r"(GET|POST) (/\S*) (\d{3}) \d+\.\d ms")
+
+
+def test_module_entry_point_prints_one_line_per_request(tiny_model_dir, png_file):
+    entry = _Entry(tiny_model_dir)
+    try:
+        _requests(entry.url, png_file)
+    finally:
+        out, err = entry.stop()
+    lines = [line for line in err.splitlines() if REQUEST_LINE.fullmatch(line)]
+    assert [REQUEST_LINE.fullmatch(line).group(1, 2, 3) for line in lines] == [
+        ("GET", "/health", "200"), ("POST", "/predict", "200"), ("POST", "/predict", "400")]
+    assert "secret" not in err and "127.0.0.1 " not in err.replace(entry.url, "")  # no query, no client address
+    assert out == ""  # the handler's JSON logs and metrics need --verbose
+    after_start = err.split("the page to try it:", 1)[1].splitlines()[1:]
+    assert after_start and all(REQUEST_LINE.fullmatch(line) for line in after_start), err
+
+
+def test_module_entry_point_verbose_adds_the_json_logs(tiny_model_dir, png_file):
+    entry = _Entry(tiny_model_dir, "--verbose")
+    try:
+        _requests(entry.url, png_file)
+    finally:
+        out, err = entry.stop()
+    assert len([line for line in err.splitlines() if REQUEST_LINE.fullmatch(line)]) == 3
+    records = [json.loads(line) for line in out.splitlines() if line.startswith('{"level"')]
+    assert [r["message"] for r in records if r["message"] == "request"] == ["request"] * 3
+    assert any(r["message"] == "model loaded" for r in records)
+    assert [(r["method"], r["path"], r["status"]) for r in records if r["message"] == "request"] == [
+        ("GET", "/health", 200), ("POST", "/predict", 200), ("POST", "/predict", 400)]
+
+
+def test_module_entry_point_quiet_prints_nothing_per_request(tiny_model_dir, png_file):
+    entry = _Entry(tiny_model_dir, "--quiet")
+    try:
+        _requests(entry.url, png_file)
+    finally:
+        out, err = entry.stop()
+    assert out == "" and not REQUEST_LINE.search(err), err
+    assert err.split("the page to try it:", 1)[1].count("\n") == 1  # the start-up lines, then nothing
+
+
+def test_missing_model_is_refused(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "classifier.local_api", "--model", str(tmp_path / "none"),
                               "--port", "0"], capture_output=True, text=True, timeout=60, env=_python_env())
     assert missing.returncode == 2
     assert "cannot serve" in missing.stderr and "model.json" in missing.stderr
 
 
+def test_the_line_per_request_covers_the_server_s_own_refusals(tiny_model_dir, capsys):
+    """In-process: a bad request line and an oversized body get their line too, with the reason;
+    a control character from the client is escaped."""
+    srv = start_server(lambda event, context: {"statusCode": 204, "body": ""}, port=0, max_body_bytes=LIMIT,
+                       quiet=False)
+    try:
+        _raw_exchange(srv, b"GET / HTTP/9.9\r\n\r\n")
+        _raw_exchange(srv, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n")
+        _raw_exchange(srv, b"DELETE /x\x1b[31m?q=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+    finally:
+        stop_server(srv)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3, lines
+    assert re.fullmatch(r"- - 505 \d+\.\d ms \(Invalid HTTP version \(9\.9\)\)", lines[0]), lines[0]
+    assert re.fullmatch(r"POST /predict 413 \d+\.\d ms \(the request body is over the 300,000-byte limit\)", lines[1])
+    assert re.fullmatch(r"DELETE /x\\x1b\[31m 204 \d+\.\d ms", lines[2]), lines[2]  # no terminal escapes
+
+
 def test_help(tiny_model_dir):
     out = subprocess.run([sys.executable, "-m", "classifier.local_api", "--help"], capture_output=True,
                          text=True, timeout=60, env=_python_env())
     assert out.returncode == 0 and "--model" in out.stdout and "--threads" in out.stdout
+    text = " ".join(out.stdout.split())
+    assert "--quiet" in text and "--verbose" in text and "POST /predict 200 14.2 ms" in text
+
+
+def test_every_json_body_ends_with_a_newline(server, png_file):
+    """So `curl` output ends cleanly: the handler's bodies and the server's own refusals alike."""
+    raws = [curl(f"{server.url}/health")[2], curl(f"{server.url}/nowhere")[2],
+            curl("-X", "POST", f"{server.url}/predict", "-H", "Content-Type: image/png",
+                 "--data-binary", f"@{png_file}")[2]]
+    for request in (b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+                    b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n",
+                    b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1_0\r\n\r\n0123456789"):
+        head, _, body = _raw_exchange(server, request).partition(b"\r\n\r\n")
+        assert f"Content-Length: {len(body)}".encode() in head
+        raws.append(body.decode())
+    for raw in raws:
+        assert raw.endswith("\n") and "\n" not in raw[:-1], raw
+        json.loads(raw)
