@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import io
+import warnings
 from pathlib import Path
 
 import keras
@@ -49,7 +50,11 @@ def to_tflite(model: keras.Model, *, quantize: str, representative: np.ndarray |
     elif quantize != "none":
         raise ValueError(f"unknown quantisation {quantize!r}")
     # The converter prints every captured tensor of the saved model; keep the console readable.
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        # int8 inside, float32 in and out: there are no quantized inputs to give statistics for.
+        warnings.filterwarnings("ignore", message=r"Statistics for quantized inputs were expected, but not "
+                                r"specified; continuing anyway\.", category=UserWarning,
+                                module=r"tensorflow\.lite\.python\.convert")
         return converter.convert()
 
 

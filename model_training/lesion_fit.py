@@ -138,6 +138,7 @@ def fit(sites: list[Site], cfg: FitConfig, *, label: str = "fit") -> Fitted:
 
     def run(epochs, initial=0):
         h = model.fit(data, epochs=initial + epochs, initial_epoch=initial, steps_per_epoch=steps, verbose=0,
+                      shuffle=False,  # make_dataset shuffles, seeded (Keras would warn it ignores shuffle=True)
                       callbacks=[_Progress(steps, label)])
         for k, v in h.history.items():
             history.setdefault(k, []).extend(float(x) for x in v)

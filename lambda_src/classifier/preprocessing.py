@@ -7,9 +7,11 @@ refused at load (see ``model_card``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -66,13 +68,24 @@ def check_dimensions(width: int, height: int) -> None:
         )
 
 
+@contextlib.contextmanager
+def _pillow_warnings() -> Iterator[None]:
+    """Pillow's warnings about a client's image, whatever the process's warning filters: a decompression
+    bomb is an error (refused); a cut-short EXIF entry (Pillow reads what is there, so no orientation)
+    is nothing to report."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", message=r"Corrupt EXIF data\.", category=UserWarning,
+                                module=r"PIL\.TiffImagePlugin")
+        yield
+
+
 def _open(data: bytes) -> Image.Image:
     if not data:
         raise NotAnImage("the body is empty; send a PNG, JPEG or BMP image")
     info = decoding.inspect(data)  # structural limits, before Pillow parses anything
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with _pillow_warnings():
             img = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise BadImageDimensions(f"image exceeds {MAX_IMAGE_PIXELS:,} pixels") from exc
@@ -91,8 +104,7 @@ def _load_first_frame(img: Image.Image) -> Image.Image:
     data = img.info.pop("decoding_data", None)
     decoding.check_work(info, *img.size)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with _pillow_warnings():
             img.seek(0)
             if info.format == "JPEG":  # sniffed: an MPO (a JPEG with more frames) is checked too
                 if data is not None:

@@ -64,6 +64,8 @@ class LocalApi:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc.stderr.close()
 
 
 @pytest.fixture(scope="module")

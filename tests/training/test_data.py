@@ -85,7 +85,9 @@ def test_cli_reports_bad_files_without_traceback(tmp_path, capsys):
     assert main(["audit", str(tmp_path / "data"), "--out", str(tmp_path / "a.json")]) == 2
     err = capsys.readouterr().err
     assert "error: 3 image file(s) could not be read" in err and "Traceback" not in err
-    assert main(["audit", str(tmp_path / "data"), "--out", str(tmp_path / "a.json"), "--skip-bad"]) == 0
+    with pytest.warns(UserWarning, match="skipping unreadable image") as skipped:
+        assert main(["audit", str(tmp_path / "data"), "--out", str(tmp_path / "a.json"), "--skip-bad"]) == 0
+    assert len(skipped) == 3
 
 
 def test_missing_or_empty_folder_is_a_clear_error(tmp_path):
