@@ -127,9 +127,14 @@ smoke: $(VENV)/.installed ## check the deployed stack STACK (URL and API key loo
 CDK_ARGS ?=
 CDK := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx --no-install cdk
 
+# cdk synth for synth and lint: what the CLI says is shown, except the blank line it prints for
+# cdk-nag's passing report; cdk-nag errors fail the synth. Leaves $$nag to the verdict line.
+SYNTH = out="$$($(CDK) synth --quiet --no-notices $(CDK_ARGS) 2>&1)"; status=$$?; \
+	if [ -z "$${out//[[:space:]]/}" ]; then nag="cdk-nag clean"; else printf '%s\n' "$$out"; nag="cdk-nag: see above"; fi; \
+	[ $$status -eq 0 ] || exit $$status
+
 synth: $(VENV)/.installed ## cdk synth with the pinned CLI (offline, no Docker needed); writes cdk.out/
-	$(CDK) synth --quiet --no-notices $(CDK_ARGS)
-	@echo "template and image asset written to cdk.out/ (ls cdk.out/*.template.json)"
+	@$(SYNTH); echo "synth: OK, $$nag, template $$(ls cdk.out/*.template.json | tr '\n' ' ')(image asset in cdk.out/)"
 
 bootstrap: $(VENV)/.installed ## cdk bootstrap: once per AWS account and region, before the first deploy
 	@$(PY) -m infra.preflight --no-docker
@@ -152,9 +157,10 @@ bench: $(VENV)/.installed ## benchmarks -> bench/results.{json,md}, docs/benchma
 	$(PY) -m bench --readme docs/benchmarks.md $(BENCH_ARGS)
 
 lint: $(VENV)/.installed ## hadolint on the Dockerfile, cdk synth (cdk-nag) + cfn-lint on the template
-	$(VENV)/bin/hadolint lambda_src/Dockerfile
-	$(CDK) synth --quiet --no-notices $(CDK_ARGS)
-	$(VENV)/bin/cfn-lint cdk.out/*.template.json
+	@$(VENV)/bin/hadolint lambda_src/Dockerfile
+	@$(SYNTH); $(VENV)/bin/cfn-lint cdk.out/*.template.json || exit $$?; \
+	if [ "$$nag" = "cdk-nag clean" ]; then echo "lint: hadolint, cdk-nag and cfn-lint clean"; \
+	else echo "lint: hadolint and cfn-lint clean; $$nag"; fi
 
 clean: ## remove build outputs (keeps the venvs and the bundled model)
 	rm -rf cdk.out .pytest_cache
