@@ -24,14 +24,14 @@ nothing heavy (``--help`` stays instant). What it silences, each harmless:
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib.abc
 import logging
 import os
 import re
 import sys
-import tempfile
+
+from classifier.stderr_filter import XNNPACK_NOISE, filtered_stderr  # serving code, no TensorFlow in it
 
 VERBOSE_ENV = "BUSI_VERBOSE"
 TF_LOG_ENV = "TF_CPP_MIN_LOG_LEVEL"
@@ -46,8 +46,6 @@ IMPORT_NOISE = re.compile(
 #: tf.function's retracing warning (tensorflow/python/eager/polymorphic_function), by its exact wording.
 RETRACING = re.compile(r"\d+ out of the last \d+ calls to .+ triggered tf\.function retracing\. ", re.DOTALL)
 
-#: LiteRT's line on the first interpreter of a process (not governed by TF_CPP_MIN_LOG_LEVEL).
-XNNPACK_NOISE = re.compile(r"INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.")
 
 _applied = False
 
@@ -128,34 +126,3 @@ class _QuietImports(importlib.abc.MetaPathFinder):
             if spec is not None:
                 return spec
         return None
-
-
-@contextlib.contextmanager
-def filtered_stderr(noise: re.Pattern):
-    """Capture file descriptor 2 (where C++ libraries write) for the block, then write back every
-    line that ``noise`` does not fully match. Everything comes back if the block raises."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):  # no usable stderr: nothing to filter
-        yield
-        return
-    failed = True
-    try:
-        with tempfile.TemporaryFile() as capture:
-            os.dup2(capture.fileno(), 2)
-            try:
-                yield
-                failed = False
-            finally:
-                with contextlib.suppress(Exception):
-                    sys.stderr.flush()
-                os.dup2(saved, 2)
-                capture.seek(0)
-                text = capture.read().decode("utf-8", errors="replace")
-                kept = text if failed else "".join(
-                    line for line in text.splitlines(keepends=True) if not noise.fullmatch(line.rstrip("\r\n")))
-                if kept:
-                    os.write(2, kept.encode("utf-8"))
-    finally:
-        os.close(saved)

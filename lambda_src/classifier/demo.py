@@ -18,6 +18,7 @@ from .handler import create_service
 from .local_api import start_server, stop_server
 from .model_card import CARD_FILE, DISCLAIMER, MODEL_FILE
 from .settings import Settings
+from .stderr_filter import XNNPACK_NOISE, filtered_stderr
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -39,7 +40,8 @@ def run(model_dir: Path, examples_dir: Path, *, num_threads: int = 1, out=sys.st
     # Quiet service: the demo prints a table, not JSON logs and metric blobs.
     settings = Settings(model_dir=model_dir, num_threads=num_threads, log_level="ERROR", metrics_enabled=False)
     service = create_service(settings)
-    service.warm()
+    with filtered_stderr(XNNPACK_NOISE):  # LiteRT's XNNPACK INFO line on the first interpreter
+        service.warm()
     if service.load_error:
         print(f"error: the model in {model_dir} cannot be loaded: {service.load_error}", file=sys.stderr)
         return 2

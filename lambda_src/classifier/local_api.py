@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import dataclasses
 import json
 import logging
@@ -33,6 +34,7 @@ from urllib.parse import parse_qsl, urlsplit
 from .errors import PayloadTooLarge
 from .lambda_context import LocalContext
 from .request_body import BINARY_MEDIA_TYPES, parse_content_type
+from .stderr_filter import XNNPACK_NOISE, filtered_stderr
 
 Handler = Callable[[Mapping[str, Any], Any], dict]
 STAGE = "local"
@@ -396,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     service = create_service(settings)
-    service.warm()
+    with contextlib.nullcontext() if args.verbose else filtered_stderr(XNNPACK_NOISE):
+        service.warm()  # builds the interpreter: LiteRT's one XNNPACK INFO line is dropped unless --verbose
     if service.load_error:
         print(f"error: cannot serve: {service.load_error}", file=sys.stderr)
         return 2

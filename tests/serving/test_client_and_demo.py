@@ -151,6 +151,7 @@ def test_demo_classifies_the_examples_over_http(tiny_model_dir):
     assert "HTTP 400 not_an_image" in out.stdout
     assert re.search(r"The page to try the model in a browser: http://127\.0\.0\.1:\d+/ ", out.stdout)
     assert out.stdout.rstrip().endswith("not for diagnosis or clinical decisions.")
+    assert out.stderr == "", out.stderr  # no LiteRT XNNPACK INFO line, no request log: only the table
 
 
 def test_demo_without_a_model_says_how_to_get_one(tmp_path):

@@ -324,6 +324,7 @@ def test_module_entry_point_quiet_prints_nothing_per_request(tiny_model_dir, png
         out, err = entry.stop()
     assert out == "" and not REQUEST_LINE.search(err), err
     assert err.split("the page to try it:", 1)[1].count("\n") == 1  # the start-up lines, then nothing
+    assert "XNNPACK" not in err  # LiteRT's INFO line while the interpreter is built is dropped (not with --verbose)
 
 
 def test_missing_model_is_refused(tmp_path):
