@@ -100,6 +100,7 @@ weights-check:
 	  "  or WEIGHTS=/path/to/a.weights.h5 (docs/training.md#data-and-weights)" >&2; exit 2; } ;; esac
 
 adapt: $(VENV)/.installed ## refit the model's cheap parts to a new site: make adapt LOCAL=/path/to/labelled ADAPT_OUT=runs/adapted
+	@test -n "$(LOCAL)" || { echo "usage: make adapt LOCAL=/path/to/the/new/site [ADAPT_OUT=runs/adapted] (labelled, BUSI layout; docs/training.md)" >&2; exit 2; }
 	$(PY) -m model_training adapt --model $(MODEL_DIR) --data "$(LOCAL)" --out $(ADAPT_OUT) $(ADAPT_ARGS)
 
 input-check: $(VENV)/.installed ## fit the "is this a breast ultrasound?" check of $(MODEL_DIR) on the sites in DATA -> its model.json + $(REPORT_DIR)/input_check
