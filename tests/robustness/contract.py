@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 
+import numpy as np
+
 from classifier import errors
+from classifier.model_card import label_indices
 
 #: error code -> HTTP status, from the one table in classifier.errors.
 CLIENT_CODES = {cls.code: cls.status for cls in errors.ClientError.__subclasses__()}
@@ -22,6 +26,27 @@ def header(headers: dict | None, name: str) -> str | None:
         if key.lower() == name.lower():
             return value
     return None
+
+
+_OPERATING_POINT = re.compile(r"(?:normal if p\(normal\) >= (?P<normal>[0-9.]+), else )?malignant if "
+                              r"p\(malignant \| lesion\) >= (?P<malignant>[0-9.]+), else ")
+
+
+def labels_by_rule(rule: str, probs: dict[str, float], labels: list[str]) -> set[str]:
+    """The labels the response's own `label_rule` allows for its probabilities, worked out from the rule as a
+    client reads it (thresholds printed to 3 decimals: a probability that close to one may go either way).
+    No operating point in the rule (tiny test models): the most probable class."""
+    match = _OPERATING_POINT.match(rule)
+    if not match:
+        return {max(probs, key=probs.__getitem__)}
+    row = np.array([[probs[label] for label in labels]], dtype=np.float64)
+    allowed = set()
+    for nudge in (-5e-4, 5e-4):  # both ends of the printed rounding
+        point = {"malignant_threshold": float(match["malignant"]) + nudge}
+        if match["normal"]:
+            point["normal_threshold"] = float(match["normal"]) + nudge
+        allowed.add(labels[int(label_indices(row, labels, point)[0])])
+    return allowed
 
 
 def check_body(status: int, body: bytes | str, labels: list[str], *, what: str) -> dict:
@@ -40,7 +65,8 @@ def check_body(status: int, body: bytes | str, labels: list[str], *, what: str) 
         assert list(probs) == labels, f"{what}: probability keys {list(probs)} != {labels}"
         assert all(isinstance(p, float) and math.isfinite(p) and 0.0 <= p <= 1.0 for p in probs.values()), probs
         assert abs(sum(probs.values()) - 1.0) < 1e-6, f"{what}: probabilities sum to {sum(probs.values())}"
-        assert doc["label"] == max(probs, key=probs.__getitem__), f"{what}: label is not the arg-max"
+        allowed = labels_by_rule(doc.get("label_rule", ""), probs, labels)
+        assert doc["label"] in allowed, f"{what}: label {doc['label']} breaks its rule {doc.get('label_rule')!r}: {probs}"
         assert "not a medical device" in doc["disclaimer"].lower(), doc["disclaimer"]
         assert doc["model"].get("name") and doc["model"].get("version"), doc["model"]
     else:

@@ -2,13 +2,15 @@
 
 Sends ``ROBUSTNESS_SOAK_REQUESTS`` requests (default 20,000, ~30 s) at concurrency 16;
 set it lower on a slow machine. ``ROBUSTNESS_API_MODEL_DIR=lambda_src/model`` soaks the
-bundled model instead of the tiny one. A fifth of the payloads are
-bad inputs, so the error paths are soaked too; each must get its exact status.
+bundled model instead of the tiny one, with the example ultrasound images as the good payloads
+(its input check refuses synthetic frames). Some payloads are bad inputs, so the error paths are soaked too; each must get its exact status.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import psutil
 import pytest
@@ -23,9 +25,16 @@ REQUESTS = env_int("ROBUSTNESS_SOAK_REQUESTS", 20_000)
 CONCURRENCY = 16
 
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
 def _payloads() -> tuple[list[tuple[bytes, str]], list[int]]:
-    good = [(c.png(96 + i, 80 + i, seed=i), "image/png") for i in range(6)]
-    good += [(c.jpeg(120, 90, seed=i), "image/jpeg") for i in range(2)]
+    if os.environ.get("ROBUSTNESS_API_MODEL_DIR"):
+        # a real model has an input check that refuses synthetic frames (422): send the example ultrasound
+        good = [(path.read_bytes(), "image/png") for path in sorted(EXAMPLES.glob("*.png"))]
+    else:
+        good = [(c.png(96 + i, 80 + i, seed=i), "image/png") for i in range(6)]
+        good += [(c.jpeg(120, 90, seed=i), "image/jpeg") for i in range(2)]
     bad = [(b"not an image", "image/png"), (c.png(1, 1), "image/png")]  # 400, 422
     return good + bad, [200] * len(good) + [400, 422]
 
