@@ -26,8 +26,10 @@ MODEL_DIR ?= lambda_src/model
 REPORT_DIR ?= reports
 EVAL_OUT ?= runs/eval
 endif
-# evaluate scores only the held-out test images of a folder the model trained on (SPLIT=none: every image)
+# The model's split: evaluate scores only the held-out test images of a folder the model trained on, and
+# input-check calibrates on them (SPLIT=none: no split file, every image)
 SPLIT ?= $(REPORT_DIR)/split.json
+SPLIT_ARG = $(if $(filter none,$(SPLIT)),,$(if $(wildcard $(SPLIT)),--split $(SPLIT)))
 PORT ?= 8080
 TRAIN_ARGS ?=
 LOCAL ?=
@@ -85,7 +87,7 @@ cv: $(VENV)/.installed weights-check ## k-fold cross-validation of a frozen-reci
 	$(PY) -m model_training cv --data "$(CV_DATA)" --weights "$(WEIGHTS)" --out runs/cv $(TRAIN_ARGS)
 
 evaluate: $(VENV)/.installed data-check ## score each folder in DATA through the served model (held-out images of training sites) -> $(EVAL_OUT)/<folder>
-	@for d in $(DATA); do $(PY) -m model_training evaluate --model $(MODEL_DIR) --data "$$d" --out "$(EVAL_OUT)/$$(basename $$d)" $(if $(filter none,$(SPLIT)),,$(if $(wildcard $(SPLIT)),--split $(SPLIT))) || exit 1; done
+	@for d in $(DATA); do $(PY) -m model_training evaluate --model $(MODEL_DIR) --data "$$d" --out "$(EVAL_OUT)/$$(basename $$d)" $(SPLIT_ARG) || exit 1; done
 
 # The defaults point into ../shared, the project's development copy of the data (docs/training.md#data-and-weights).
 data-check:
@@ -104,7 +106,7 @@ adapt: $(VENV)/.installed ## refit the model's cheap parts to a new site: make a
 	$(PY) -m model_training adapt --model $(MODEL_DIR) --data "$(LOCAL)" --out $(ADAPT_OUT) $(ADAPT_ARGS)
 
 input-check: $(VENV)/.installed ## fit the "is this a breast ultrasound?" check of $(MODEL_DIR) on the sites in DATA -> its model.json + $(REPORT_DIR)/input_check
-	$(PY) -m model_training input-check --model $(MODEL_DIR) $(foreach d,$(DATA),--data "$(d)") --report $(REPORT_DIR)/input_check $(if $(wildcard $(REPORT_DIR)/split.json),--split $(REPORT_DIR)/split.json)
+	$(PY) -m model_training input-check --model $(MODEL_DIR) $(foreach d,$(DATA),--data "$(d)") --report $(REPORT_DIR)/input_check $(SPLIT_ARG)
 
 audit: $(VENV)/.installed data-check ## duplicate/conflict audit of each folder in DATA -> runs/audit-<folder>.json
 	@for d in $(DATA); do $(PY) -m model_training audit "$$d" --out "runs/audit-$$(basename $$d).json" || exit 1; done

@@ -247,8 +247,7 @@ def _train(args) -> int:
               + (f"; non-ultrasound test set refused {rates['reject_rate']:.1%}, flagged "
                  f"{rates['flagged_rate']:.1%}" if {"reject_rate", "flagged_rate"} <= set(rates) else ""), flush=True)
     if run is not None:
-        same = args.compare_with.resolve() == out.resolve()
-        summary = None if same else runs.write_comparison(run, old_dir=args.compare_with)
+        summary = runs.write_comparison(run, old_dir=args.compare_with)
         print(f"\nrun written: {run}/ (model/, report/report.md)")
         if summary:
             print(summary)

@@ -44,7 +44,7 @@ def write_outputs(y: np.ndarray, probs: np.ndarray, labels: list[str], out: Path
     return result
 
 
-def _split_site(samples, split: dict, data: Path) -> str | None:
+def _split_site(split: dict, data: Path) -> str | None:
     """The split's entry for this folder: by folder name, then by the root path it recorded; None if neither."""
     if "sites" not in split:  # a frozen-recipe split: one site, whatever its folder is called
         return ""
@@ -66,7 +66,7 @@ def select_split(samples, split_file: Path, split_name: str, data: Path | None =
     data = Path(data) if data is not None else (Path(samples[0].path).parents[1] if samples else Path("."))
     try:
         split = json.loads(Path(split_file).read_text())
-        site = _split_site(samples, split, data)
+        site = _split_site(split, data)
         if site is None:
             sites = ", ".join(split["sites"])
             return samples, (f"all {len(samples)} images: {data.name} is not one of the model's training sites "

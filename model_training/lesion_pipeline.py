@@ -6,7 +6,6 @@ served path -> model.json, report.md and plots."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from .errors import ParityError
 from .lesion_fit import FitConfig, as_input, fit, predict_logits
 from .loso import OutOfSite, SiteSplit, leave_one_site_out, split_site
 from .pipeline import _weights_id, peak_memory_mb, seed_everything
+from .runs import copy_atomic
 from .report import console_summary
 from .lesion_model import MODEL_KERAS
 from .site_metrics import (LABELS, MAX_LESIONS_CALLED_NORMAL, by_device, hierarchical_probs, operating_point,
@@ -317,12 +317,8 @@ def _parity(served, engine: Engine, x: np.ndarray, tolerance: float) -> dict:
 
 
 def _publish(staging: Path, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
     for name in ("model.tflite", "model.json", MODEL_KERAS):
-        # Copy beside, then rename: a running local API has the old file open.
-        tmp = out / f".{name}.tmp"
-        shutil.copy2(staging / name, tmp)
-        os.replace(tmp, out / name)
+        copy_atomic(staging / name, out / name)
 
 
 def _fmt(v) -> str:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import resource
 import shutil
 import time
@@ -21,6 +20,7 @@ from .config import TrainConfig
 from .evaluate import write_outputs
 from .prepare import prepare
 from .report import console_summary, metrics_table
+from .runs import copy_atomic
 
 
 def peak_memory_mb() -> float:
@@ -155,13 +155,8 @@ def train(cfg: TrainConfig) -> dict:
     }
     write_model(staging, tflite if quantize == cfg.quantize else (staging / "model.tflite").read_bytes(),
                 test_metrics=card_metrics, extra=extra, **common)
-    cfg.out.mkdir(parents=True, exist_ok=True)
     for name in ("model.tflite", "model.json"):
-        # Copy beside, then rename: a running local API has model.tflite memory-mapped, and
-        # rewriting that file in place kills it with SIGBUS; a rename leaves its old inode intact.
-        tmp = cfg.out / f".{name}.tmp"
-        shutil.copy2(staging / name, tmp)
-        os.replace(tmp, cfg.out / name)
+        copy_atomic(staging / name, cfg.out / name)
     card = json.loads((cfg.out / "model.json").read_text())
     (cfg.report / "report.md").write_text(train_markdown(cfg, card, audit, counts, test_metrics, search, extra))
     rows = [

@@ -74,11 +74,13 @@ def list_runs(root: Path = RUNS) -> list[Path]:
     return sorted(p for p in root.iterdir() if (p / MODEL / "model.json").is_file())
 
 
-def _copy_atomic(src: Path, dst: Path) -> None:
+def copy_atomic(src: Path, dst: Path) -> None:
+    """Copy beside, then rename: a running local API has model.tflite memory-mapped, and rewriting that
+    file in place kills it with SIGBUS; a rename leaves its old inode intact (and no reader sees half a file)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.tmp")
     shutil.copy2(src, tmp)
-    os.replace(tmp, dst)  # a running local API keeps the old file open; it never sees half a file
+    os.replace(tmp, dst)
 
 
 def promote(run: Path, *, model_dir: Path = BUNDLED_MODEL, report_dir: Path = BUNDLED_REPORT) -> list[Path]:
@@ -93,12 +95,12 @@ def promote(run: Path, *, model_dir: Path = BUNDLED_MODEL, report_dir: Path = BU
     written = []
     for name in MODEL_FILES:
         if (src_model / name).is_file():
-            _copy_atomic(src_model / name, model_dir / name)
+            copy_atomic(src_model / name, model_dir / name)
             written.append(model_dir / name)
     if src_report.is_dir():
         for src in sorted(p for p in src_report.rglob("*") if p.is_file()):
             dst = report_dir / src.relative_to(src_report)
-            _copy_atomic(src, dst)
+            copy_atomic(src, dst)
             written.append(dst)
     return written
 
@@ -161,6 +163,10 @@ def _f(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 
 
+def _ci(interval: tuple[float, float] | None) -> str:
+    return f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
+
+
 def comparison_markdown(rows: list[Row], *, new_card: dict, old_card: dict, old_dir: Path) -> str:
     head = (f"# This run against the bundled model\n\nThis run: {new_card.get('name')} {new_card.get('version')}. "
             f"Bundled ({old_dir}): {old_card.get('name')} {old_card.get('version')}.\n\n")
@@ -169,9 +175,8 @@ def comparison_markdown(rows: list[Row], *, new_card: dict, old_card: dict, old_
     agree, judged = verdict(rows)
     lines = ["| set | site | metric | this run [95 % CI] | bundled [95 % CI] | agree |", "|---|---|---|---|---|---|"]
     for r in rows:
-        ci = lambda c: f" [{c[0]:.3f}, {c[1]:.3f}]" if c else ""  # noqa: E731
         mark = {True: "yes", False: "**no**", None: ""}[r.agrees]
-        lines.append(f"| {r.scope} | {r.site} | {r.metric} | {_f(r.new)}{ci(r.new_ci)} | {_f(r.old)}{ci(r.old_ci)} "
+        lines.append(f"| {r.scope} | {r.site} | {r.metric} | {_f(r.new)}{_ci(r.new_ci)} | {_f(r.old)}{_ci(r.old_ci)} "
                      f"| {mark} |")
     tail = (f"\n\n{agree} of {judged} metrics with intervals agree (each value inside the other's 95 % interval). "
             "Training is seeded but not bit-reproducible: on the same machine type with the pinned packages a "
