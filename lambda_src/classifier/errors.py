@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+
+def json_body(body: Any) -> str:
+    """The wire format of every JSON body the API sends (the handler's responses and errors, the local API's own
+    refusals): one line, ending with a newline, so `curl` output ends cleanly."""
+    return json.dumps(body) + "\n"
+
 
 class ClientError(Exception):
     """An error caused by the request. Subclasses set ``status`` and ``code``."""

@@ -22,7 +22,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from .engine import Engine
-from .errors import ClientError, MethodNotAllowed, ModelLoadError, NotFound
+from .errors import ClientError, MethodNotAllowed, ModelLoadError, NotFound, json_body
 from .input_check import WARNING, CheckedEngine, with_input_check
 from .lambda_context import LocalContext
 from .model_card import DISCLAIMER
@@ -357,11 +357,6 @@ def _probabilities(response: Mapping[str, Any]) -> Any:
 def _fallback_500(request_id: str) -> dict:
     message = f"unexpected server error; quote request id {request_id} when reporting it"
     return {"error": {"code": "internal_error", "message": message, "request_id": request_id}, "disclaimer": DISCLAIMER}
-
-
-def json_body(body: Any) -> str:
-    """Every JSON response body: one line, ending with a newline (so `curl` output ends cleanly)."""
-    return json.dumps(body) + "\n"
 
 
 def _json(status: int, body: dict, headers: Mapping[str, str] | None = None) -> Response:

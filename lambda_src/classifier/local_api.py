@@ -18,7 +18,6 @@ import argparse
 import base64
 import contextlib
 import dataclasses
-import json
 import logging
 import re
 import sys
@@ -31,7 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .errors import PayloadTooLarge
+from .errors import PayloadTooLarge, json_body
 from .lambda_context import LocalContext
 from .request_body import BINARY_MEDIA_TYPES, parse_content_type
 from .stderr_filter import XNNPACK_NOISE, filtered_stderr
@@ -104,7 +103,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.close_connection = True
         error = {"code": status.phrase.lower().replace(" ", "_").replace("-", "_"),
                  "message": f"{message or status.phrase} (HTTP {code})"}
-        self._send(code, {"Content-Type": "application/json"}, _json_bytes({"error": error}))
+        self._send(code, {"Content-Type": "application/json"}, json_body({"error": error}).encode())
 
     def handle_expect_100(self) -> bool:
         # Refuse an oversized body before the client sends it (curl asks first above 1 MB).
@@ -140,13 +139,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.log_error("handler raised %s", type(exc).__name__)
             self._note = f"the handler raised {type(exc).__name__}"
             status, headers = 502, {"Content-Type": "application/json"}
-            payload = _json_bytes({"error": {"code": "bad_gateway", "message": "the handler failed",
-                                             "request_id": request_id}})
+            payload = json_body({"error": {"code": "bad_gateway", "message": "the handler failed",
+                                           "request_id": request_id}}).encode()
         self._send(status, headers, payload)
 
     def _send_early(self, early: "_EarlyResponse") -> None:
         self._note = early.body["error"]["message"]
-        self._send(early.status, {"Content-Type": "application/json"}, _json_bytes(early.body))
+        self._send(early.status, {"Content-Type": "application/json"}, json_body(early.body).encode())
 
     def _drain(self) -> None:
         """Read and drop a refused body of sane size, so the client sees our 413 rather than a reset."""
@@ -257,11 +256,6 @@ class _RequestHandler(BaseHTTPRequestHandler):
         """http.server's own messages (timeouts, refusals); the line per request says enough without --verbose."""
         if self.server.verbose:
             sys.stderr.write(f"{self.address_string()} {format % args}\n")
-
-
-def _json_bytes(body: Any) -> bytes:
-    """A JSON body as the handler writes them: one line, ending with a newline."""
-    return (json.dumps(body) + "\n").encode()
 
 
 
