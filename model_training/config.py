@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 
@@ -60,6 +61,8 @@ class TrainConfig:
     name: str = "busi-classifier"
     # lesion recipe: malignant threshold chosen out of site for this sensitivity (pooled LOSO predictions)
     target_sensitivity: float = 0.90
+    # lesion recipe: lesion-free strips of each site's lesion frames as extra "no lesion" frames
+    hard_negatives: bool = True
     evaluate_test: bool = True  # False: stop after the validation choices (explore without touching test)
 
     @property
@@ -80,3 +83,72 @@ class TrainConfig:
             elif isinstance(value, tuple):
                 out[key] = [str(v) if isinstance(v, Path) else v for v in value]
         return out
+
+
+#: SageMaker training instance types this project prices and accepts (GPU first); `--instance-type` takes others
+#: too (SageMaker validates them), with no price printed.
+SAGEMAKER_DEFAULT_INSTANCE = "ml.g4dn.xlarge"  # 1 NVIDIA T4 (16 GB), 4 vCPU, 16 GB RAM: the cheapest GPU
+#: SageMaker's limits: a job runs at most 28 days (MaxRuntimeInSeconds); a spot job's MaxWaitTimeInSeconds is too.
+SAGEMAKER_MAX_SECONDS = 28 * 24 * 3600
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SageMakerConfig:
+    """Where and how `train --on sagemaker` runs the same recipe; the training options travel separately, as the
+    job's hyper-parameters. Resources left None come from the stack's outputs (`-c training=true`)."""
+
+    instance_type: str = SAGEMAKER_DEFAULT_INSTANCE
+    # Managed spot training: billed at the spot price (usually well under on-demand); an interruption restarts
+    # the job with /opt/ml/checkpoints restored from S3 (model_training/sagemaker_entry.py says what resumes).
+    spot: bool = True
+    max_runtime_hours: float = 8.0  # hard stop (and the cost cap printed before the job starts)
+    # Spot only: how long the job may wait for capacity and restarts, in total, counted with the run time.
+    max_wait_hours: float | None = None  # None: twice max_runtime_hours (within SageMaker's 28 days)
+    volume_gb: int = 50  # the instance's EBS volume: the data channels are copied onto it (File mode)
+    stack: str = "BusiClassifier"
+    bucket: str | None = None
+    role_arn: str | None = None
+    image_uri: str | None = None
+    kms_key_arn: str | None = None  # compliance=hipaa: the stack key, for the output and the volume
+    job_name: str | None = None  # None: busi-train-<UTC time>
+    region: str | None = None
+    profile: str | None = None
+    wait: bool = True  # follow the job, stream its logs, download the run
+    dry_run: bool = False  # print the request and the estimate, submit nothing
+    poll_seconds: float = 15.0
+
+    def __post_init__(self) -> None:
+        from .errors import TrainingError
+
+        if not self.instance_type.startswith("ml."):
+            raise TrainingError(f"--instance-type must be a SageMaker instance type such as ml.g4dn.xlarge, got "
+                                f"{self.instance_type!r}")
+        if not 0 < self.max_runtime_hours * 3600 <= SAGEMAKER_MAX_SECONDS:
+            raise TrainingError(f"--max-runtime-hours must be > 0 and at most {SAGEMAKER_MAX_SECONDS // 3600} "
+                                f"(SageMaker's 28 days), got {self.max_runtime_hours}")
+        if self.max_wait_hours is not None and not (
+                self.max_runtime_hours <= self.max_wait_hours <= SAGEMAKER_MAX_SECONDS / 3600):
+            raise TrainingError(f"--max-wait-hours must be between --max-runtime-hours ({self.max_runtime_hours}) "
+                                f"and {SAGEMAKER_MAX_SECONDS // 3600}, got {self.max_wait_hours}")
+        if not 1 <= self.volume_gb <= 16384:
+            raise TrainingError(f"--volume-gb must be 1..16384, got {self.volume_gb}")
+        if self.job_name is not None and not _JOB_NAME.fullmatch(self.job_name):
+            raise TrainingError(f"--job-name must be 1-63 letters, digits or '-', starting with a letter or digit "
+                                f"(SageMaker's rule), got {self.job_name!r}")
+        if self.poll_seconds <= 0:
+            raise TrainingError(f"poll_seconds must be > 0, got {self.poll_seconds}")
+
+    @property
+    def max_runtime_seconds(self) -> int:
+        return int(round(self.max_runtime_hours * 3600))
+
+    @property
+    def max_wait_seconds(self) -> int | None:
+        """Spot only (SageMaker refuses MaxWaitTimeInSeconds without it)."""
+        if not self.spot:
+            return None
+        hours = self.max_wait_hours if self.max_wait_hours is not None else 2 * self.max_runtime_hours
+        return int(min(round(hours * 3600), SAGEMAKER_MAX_SECONDS))
+
+
+_JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")

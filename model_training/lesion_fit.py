@@ -23,6 +23,12 @@ NORMAL_WEIGHT = 3.0
 #: Weight of normal frames in the malignancy loss (as "not malignant"). 0: tried at 0.5, it lowered
 #: the malignant threshold and specificity at unseen sites (README, "The bundled model").
 NORMAL_MALIGNANCY_WEIGHT = 0.0
+#: Weight of a hard negative (a lesion-free strip cut from a lesion frame, sites.lesion_free_crop) in the
+#: lesion loss: it teaches "no lesion" on every site's scanners, not only on the one site with normals.
+NEGATIVE_WEIGHT = 1.0
+#: Share of each site's draws that are hard negatives (when the site has any); the epoch grows to match,
+#: so the real frames are seen as often as without them.
+NEGATIVE_SHARE = 0.25
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -37,6 +43,7 @@ class FitConfig:
     batch_size: int = 16
     dropout: float = 0.3
     seed: int = 42
+    hard_negatives: bool = True  # add each site's lesion-free strips as "no lesion" frames
 
 
 @dataclasses.dataclass
@@ -46,11 +53,13 @@ class Fitted:
     seconds: float
 
 
-def _targets(site: Site) -> dict[str, np.ndarray]:
-    labels = np.array(site.labels)
+def _targets(labels: list[str]) -> dict[str, np.ndarray]:
+    labels = np.array(labels)
+    negative = labels == "negative"
+    labels = np.where(negative, "normal", labels)
     lesion = (labels != "normal").astype(np.float32)
     malig = (labels == "malignant").astype(np.float32)
-    w_lesion = np.where(lesion > 0, 1.0, NORMAL_WEIGHT).astype(np.float32)
+    w_lesion = np.where(lesion > 0, 1.0, np.where(negative, NEGATIVE_WEIGHT, NORMAL_WEIGHT)).astype(np.float32)
     # Class-balanced within the site, over its lesions (normal frames: NORMAL_MALIGNANCY_WEIGHT).
     n_mal, n_ben = malig.sum(), (lesion - malig).sum()
     w_malig = np.zeros(len(labels), dtype=np.float32)
@@ -63,15 +72,19 @@ def _targets(site: Site) -> dict[str, np.ndarray]:
     return {"lesion": lesion, "malig": malig, "w_lesion": w_lesion, "w_malig": w_malig}
 
 
-def make_dataset(sites: list[Site], *, batch_size: int, seed: int) -> tf.data.Dataset:
+def make_dataset(sites: list[Site], *, batch_size: int, seed: int, hard_negatives: bool = False) -> tf.data.Dataset:
     """Endless augmented batches, each site drawn equally often (a large site cannot drown a small one)."""
     side = int(sites[0].x.shape[1])
     bank = tf.constant(overlay_bank(side, seed=seed))
     per_site = []
     for k, site in enumerate(sites):
-        t = _targets(site)
-        ds = tf.data.Dataset.from_tensor_slices((site.x, site.mask, t["lesion"], t["malig"], t["w_lesion"], t["w_malig"]))
-        per_site.append(ds.shuffle(len(site), seed=seed + k, reshuffle_each_iteration=True).repeat())
+        ds = _stream(site.x, site.mask, list(site.labels), seed + k)
+        neg_x, _ = site.negatives()
+        if hard_negatives and len(neg_x):
+            negatives = _stream(neg_x, np.zeros_like(neg_x), ["negative"] * len(neg_x), seed + 1000 + k)
+            ds = tf.data.Dataset.sample_from_datasets([ds, negatives], weights=[1 - NEGATIVE_SHARE, NEGATIVE_SHARE],
+                                                      seed=seed + k)
+        per_site.append(ds)
     ds = per_site[0] if len(per_site) == 1 else tf.data.Dataset.sample_from_datasets(
         per_site, weights=[1.0 / len(per_site)] * len(per_site), seed=seed)
     rng = tf.random.Generator.from_seed(seed)
@@ -85,6 +98,12 @@ def make_dataset(sites: list[Site], *, batch_size: int, seed: int) -> tf.data.Da
         return img, y, w
 
     return ds.batch(batch_size, drop_remainder=True).map(to_training).prefetch(2)
+
+
+def _stream(x: np.ndarray, mask: np.ndarray, labels: list[str], seed: int) -> tf.data.Dataset:
+    t = _targets(labels)
+    ds = tf.data.Dataset.from_tensor_slices((x, mask, t["lesion"], t["malig"], t["w_lesion"], t["w_malig"]))
+    return ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).repeat()
 
 
 @keras.saving.register_keras_serializable(package="model_training")
@@ -132,8 +151,11 @@ def fit(sites: list[Site], cfg: FitConfig, *, label: str = "fit") -> Fitted:
     keras.utils.set_random_seed(cfg.seed)
     model, backbone = build_lesion_model(input_size=cfg.input_size, weights=cfg.weights, backbone=cfg.backbone,
                                          dropout=cfg.dropout)
-    steps = max(1, math.ceil(sum(len(s) for s in sites) / cfg.batch_size))
-    data = make_dataset(sites, batch_size=cfg.batch_size, seed=cfg.seed)
+    frames = sum(len(s) for s in sites)
+    if cfg.hard_negatives and any(len(s.negatives()[0]) for s in sites):
+        frames /= 1 - NEGATIVE_SHARE  # each real frame still seen about once per epoch
+    steps = max(1, math.ceil(frames / cfg.batch_size))
+    data = make_dataset(sites, batch_size=cfg.batch_size, seed=cfg.seed, hard_negatives=cfg.hard_negatives)
     history: dict[str, list[float]] = {}
 
     def run(epochs, initial=0):

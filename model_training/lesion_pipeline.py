@@ -31,7 +31,8 @@ from .sites import grid_for, load_sites, mask_grid
 
 def fit_config(cfg: TrainConfig) -> FitConfig:
     return FitConfig(input_size=cfg.input_size, weights=cfg.weights, backbone=cfg.backbone, epochs=cfg.epochs,
-                     unfreeze=cfg.unfreeze, lr=cfg.fine_tune_lr, batch_size=cfg.batch_size, seed=cfg.seed)
+                     unfreeze=cfg.unfreeze, lr=cfg.fine_tune_lr, batch_size=cfg.batch_size, seed=cfg.seed,
+                     hard_negatives=cfg.hard_negatives)
 
 
 def _write_split(splits: list[SiteSplit], cfg: TrainConfig) -> None:
@@ -89,7 +90,10 @@ def _save_out_of_site(oos: list[OutOfSite], splits: list[SiteSplit], path: Path)
     np.savez_compressed(path, site=np.array([r[0] for r in rows]), key=np.array([r[1] for r in rows]),
                         label=np.array([r[2] for r in rows]),
                         lesion_logits=np.concatenate([o.lesion for o in oos], axis=1) if oos else np.zeros((1, 0)),
-                        malignant_logits=np.concatenate([o.malig for o in oos], axis=1) if oos else np.zeros((1, 0)))
+                        malignant_logits=np.concatenate([o.malig for o in oos], axis=1) if oos else np.zeros((1, 0)),
+                        # the heatmap's peak (the most lesion-like cell), comparable across models: "no lesion found"
+                        heat_peak=np.concatenate([o.heat.reshape(len(o.heat), -1).max(1) for o in oos]) if oos
+                        else np.zeros(0))
 
 
 def _site_labels(o: OutOfSite, splits: list[SiteSplit]) -> list[str]:

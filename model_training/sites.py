@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from classifier.preprocessing import PREPROCESSING_ID, placement, resize_for_model
+from classifier.preprocessing import PREPROCESSING_ID, model_input_grey, placement, resize_for_model
 
 from .data import Sample, decode_all, discover, fingerprint
 from .dedup import NEAR_DUP_THRESHOLD, _UnionFind, find_duplicates
@@ -52,15 +52,29 @@ class Site:
     groups: list[str]  # "<site>:<group>" per image
     devices: list[str]  # per image ("" when unknown)
     fingerprint: str
+    # Hard negatives: lesion-free parts of this site's lesion frames (see `lesion_free_crop`), letterboxed
+    # like the frames, and the index of the frame each was cut from (it follows that frame in any split).
+    neg_x: np.ndarray | None = None  # (M, S, S) uint8 grey
+    neg_src: np.ndarray | None = None  # (M,) int
 
     def __len__(self) -> int:
         return len(self.samples)
 
+    def negatives(self) -> tuple[np.ndarray, np.ndarray]:
+        side = self.x.shape[1]
+        if self.neg_x is None:
+            return np.zeros((0, side, side), np.uint8), np.zeros(0, int)
+        return self.neg_x, self.neg_src
+
     def subset(self, idx) -> "Site":
         idx = np.asarray(idx, dtype=int)
         pick = lambda seq: [seq[i] for i in idx]  # noqa: E731
+        neg_x, neg_src = self.negatives()
+        where = {int(old): new for new, old in enumerate(idx)}
+        keep = np.array([int(s) in where for s in neg_src], dtype=bool)
         return Site(self.name, self.root, pick(self.samples), pick(self.labels), self.x[idx], self.mask[idx],
-                    self.has_mask[idx], pick(self.groups), pick(self.devices), self.fingerprint)
+                    self.has_mask[idx], pick(self.groups), pick(self.devices), self.fingerprint,
+                    neg_x[keep], np.array([where[int(s)] for s in neg_src[keep]], dtype=int))
 
 
 def site_name(root: Path) -> str:
@@ -94,20 +108,51 @@ def _glob_escape(text: str) -> str:
     return "".join(f"[{c}]" if c in "[]*?" else c for c in text)
 
 
-def _letterbox_mask(files: list[Path], size: tuple[int, int], side: int) -> np.ndarray:
-    """Union of the mask files, resized like the image (same placement), as {0, 255} uint8."""
+def _letterbox_mask(union: np.ndarray, side: int) -> np.ndarray:
+    """The union of the mask files, resized like the image (same placement), as {0, 255} uint8."""
+    img = Image.fromarray((union * 255).astype(np.uint8)).convert("RGB")
+    return (resize_for_model(img, side)[..., 0] > 127).astype(np.uint8) * 255
+
+
+#: A hard negative keeps at least this share of the frame, away from the lesion by NEG_MARGIN of the
+#: frame's shorter side: enough anatomy (fat, gland, ribs, shadows) to look like a normal frame.
+NEG_MIN_AREA = 0.30
+NEG_MARGIN = 0.06
+
+
+def lesion_free_crop(img: Image.Image, lesion: np.ndarray) -> Image.Image | None:
+    """The largest full-height or full-width strip of a lesion frame that stays clear of the (dilated) lesion
+    box, or None when none keeps NEG_MIN_AREA of the frame. The other sites have no normal frames, so
+    these are their only lesion-free frames: "normal" must mean "no lesion" on their scanners too."""
+    ys, xs = np.nonzero(lesion)
+    if not len(xs):
+        return None
+    w, h = img.size
+    m = int(round(NEG_MARGIN * min(w, h)))
+    x0, x1, y0, y1 = xs.min() - m, xs.max() + 1 + m, ys.min() - m, ys.max() + 1 + m
+    boxes = [(0, 0, x0, h), (x1, 0, w, h), (0, 0, w, y0), (0, y1, w, h)]
+    boxes = [b for b in boxes if b[2] - b[0] >= 48 and b[3] - b[1] >= 48]
+    if not boxes:
+        return None
+    best = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+    if (best[2] - best[0]) * (best[3] - best[1]) < NEG_MIN_AREA * w * h:
+        return None
+    return img.crop(best)
+
+
+def _mask_union(files: list[Path], size: tuple[int, int]) -> np.ndarray:
     union = np.zeros(size[::-1], dtype=bool)
     for f in files:
         m = Image.open(f).convert("L")
         if m.size != size:
             m = m.resize(size, Image.Resampling.NEAREST)
         union |= np.asarray(m) > 127
-    img = Image.fromarray((union * 255).astype(np.uint8)).convert("RGB")
-    return (resize_for_model(img, side)[..., 0] > 127).astype(np.uint8) * 255
+    return union
 
 
 def _cache_key(root: Path, fp: str, side: int) -> str:
-    return hashlib.sha256(f"{fp}|{side}|{PREPROCESSING_ID}|{NEAR_DUP_THRESHOLD}|v1".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{fp}|{side}|{PREPROCESSING_ID}|{NEAR_DUP_THRESHOLD}|{NEG_MIN_AREA}|{NEG_MARGIN}|v2"
+                          .encode()).hexdigest()[:16]
 
 
 def load_site(root: Path | str, *, side: int, cache_dir: Path | None = None, skip_bad: bool = False,
@@ -125,18 +170,26 @@ def load_site(root: Path | str, *, side: int, cache_dir: Path | None = None, ski
         by_key = {s.key: s for s in all_samples}
         samples = [by_key[k] for k in keys]
         return Site(name, root, samples, [s.label for s in samples], z["x"], z["mask"], z["has_mask"],
-                    [str(g) for g in z["groups"]], [str(d) for d in z["devices"]], fp)
+                    [str(g) for g in z["groups"]], [str(d) for d in z["devices"]], fp, z["neg_x"], z["neg_src"])
     samples, images = decode_all(all_samples, skip_bad=skip_bad, desc=f"decode {name}")
     n = len(samples)
     x = np.empty((n, side, side), dtype=np.uint8)
     mask = np.zeros((n, side, side), dtype=np.uint8)
     has_mask = np.zeros(n, dtype=bool)
+    neg_x, neg_src = [], []
     for i, (s, img) in enumerate(tqdm(list(zip(samples, images)), desc=f"letterbox {name}", unit="img", leave=False)):
-        x[i] = np.rint(resize_for_model(img, side).mean(axis=-1)).astype(np.uint8)
+        x[i] = model_input_grey(img, side)
         files = mask_files(s.path)
         if files:
             has_mask[i] = True
-            mask[i] = _letterbox_mask(files, img.size, side)
+            union = _mask_union(files, img.size)
+            mask[i] = _letterbox_mask(union, side)
+            crop = lesion_free_crop(img, union) if s.label != "normal" else None
+            if crop is not None:
+                neg_x.append(model_input_grey(crop, side))
+                neg_src.append(i)
+    neg_x = np.array(neg_x, dtype=np.uint8).reshape(-1, side, side)
+    neg_src = np.array(neg_src, dtype=int)
     # Groups: same patient (metadata) or same frame (near-duplicate audit), joined transitively.
     dup = find_duplicates(images, threshold=near_dup_threshold)
     uf = _UnionFind(n)
@@ -148,12 +201,12 @@ def load_site(root: Path | str, *, side: int, cache_dir: Path | None = None, ski
         uf.union(first_of.setdefault(f"d:{dup.group_of[i]}", i), i)
     groups = [f"{name}:{uf.find(i)}" for i in range(n)]
     devices = [meta.get(s.path.stem, {}).get("device", "") for s in samples]
-    site = Site(name, root, samples, [s.label for s in samples], x, mask, has_mask, groups, devices, fp)
+    site = Site(name, root, samples, [s.label for s in samples], x, mask, has_mask, groups, devices, fp, neg_x, neg_src)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp.npz")
         np.savez(tmp, keys=np.array([s.key for s in samples]), x=x, mask=mask, has_mask=has_mask,
-                 groups=np.array(groups), devices=np.array(devices))
+                 groups=np.array(groups), devices=np.array(devices), neg_x=neg_x, neg_src=neg_src)
         tmp.replace(cache)
     return site
 

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from classifier.preprocessing import PREPROCESSING_ID
 from model_training.__main__ import main
 from model_training.loso import split_site
 from model_training.sites import load_site, mask_grid
@@ -98,7 +99,7 @@ def test_training_writes_sites_loso_operating_point_and_localisation(trained):
     assert "Scanner X" in loso["site_b"]["devices"]
     op = card["operating_point"]
     assert 0 < op["malignant_threshold"] < 1 and 0.5 <= op["normal_threshold"] <= 1
-    assert card["localisation"]["grid"] == 4 and card["preprocessing_id"].startswith("rgb-letterbox")
+    assert card["localisation"]["grid"] == 4 and card["preprocessing_id"] == PREPROCESSING_ID
     split = json.loads((trained / "report" / "split.json").read_text())
     for site in split["sites"].values():
         sides: dict[str, set] = {}
