@@ -14,7 +14,7 @@ from infra.function import log_group
 from infra.nag import HIPAA, acknowledge
 
 #: Bodies of these types reach the function base64-encoded. Not */*: that would encode JSON too.
-BINARY_MEDIA_TYPES = ("image/png", "image/jpeg", "multipart/form-data")
+BINARY_MEDIA_TYPES = ("image/png", "image/jpeg", "application/dicom", "multipart/form-data")
 
 
 class ClassifierApi(Construct):

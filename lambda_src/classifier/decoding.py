@@ -60,13 +60,16 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
 def sniff_format(data: bytes) -> str | None:
-    """'PNG', 'JPEG' or 'BMP' from the signature (the same tests Pillow's plugins use), else None."""
+    """'PNG', 'JPEG', 'BMP' or 'DICOM' from the signature (the same tests Pillow's plugins use; DICOM's
+    'DICM' after its 128-byte preamble), else None."""
     if data.startswith(_PNG_SIGNATURE):
         return "PNG"
     if data.startswith(b"\xff\xd8\xff"):
         return "JPEG"
     if data.startswith(b"BM"):
         return "BMP"
+    if data[128:132] == b"DICM":
+        return "DICOM"
     return None
 
 
@@ -202,6 +205,29 @@ def decode_jpeg(data: bytes, header_img: Image.Image) -> Image.Image:
     except ValueError as exc:
         raise CorruptImage(f"the JPEG data is corrupt or truncated ({_short(exc)})") from None
     return header_img
+
+
+def decode_jpeg_pixels(data: bytes, *, width: int, height: int, samples: int) -> np.ndarray:
+    """A JPEG codestream from another container (a DICOM frame) -> uint8 (H, W) or (H, W, 3), under every
+    limit an image/jpeg body meets (scans, segments, strict decoding); its frame must be the size and
+    component count the container declares."""
+    import io
+
+    if sniff_format(data) != "JPEG":
+        raise CorruptImage("the encapsulated frame is not a JPEG codestream")
+    info = inspect(data)
+    try:
+        header_img = Image.open(io.BytesIO(data), formats=("JPEG",))
+    except Exception as exc:  # Pillow raises many types on broken headers
+        raise CorruptImage(f"the encapsulated JPEG header could not be read ({type(exc).__name__})") from None
+    if header_img.size != (width, height):
+        raise CorruptImage(f"the encapsulated JPEG is {header_img.size[0]}x{header_img.size[1]} px; "
+                           f"the DICOM header declares {width}x{height}")
+    if header_img.mode != ("L" if samples == 1 else "RGB"):
+        raise CorruptImage(f"the encapsulated JPEG has {len(header_img.getbands())} component(s); "
+                           f"the DICOM header declares {samples}")
+    check_work(info, width, height)
+    return np.asarray(decode_jpeg(data, header_img))
 
 
 def _exif_orientation(img: Image.Image) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
@@ -20,6 +21,7 @@ from .preprocessing import Placement, decode_rgb, placement, resize_for_model
 class Analysis:
     probabilities: dict[str, float]
     localisation: Localisation | None  # None for models without a heatmap output
+    dicom: Any = None  # a DICOM input's dicom.DicomFrame (which frame, the region), else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,10 +33,11 @@ class Inspection:
     probabilities: dict[str, float]
     heatmap: np.ndarray | None
     features: np.ndarray | None
+    dicom: Any = None
 
     def analysis(self) -> Analysis:
         loc = None if self.heatmap is None else localise(self.heatmap, self.where)
-        return Analysis(self.probabilities, loc)
+        return Analysis(self.probabilities, loc, self.dicom)
 
 
 class Engine:
@@ -131,19 +134,20 @@ class Engine:
         """The served graph's pooled backbone features (None for models without that output)."""
         return self._run(image)[2]
 
-    def inspect(self, data: bytes) -> Inspection:
+    def inspect(self, data: bytes, *, frame: int | None = None) -> Inspection:
         """Image bytes -> one model pass with its input, placement and every output. Raises a ClientError
-        for bad images."""
-        img = decode_rgb(data)
+        for bad images. ``frame`` (1-based) picks a DICOM file's frame."""
+        img = decode_rgb(data, frame=frame)
         pre, size = self.card.preprocessing_id, self.card.input_size
         arr = resize_for_model(img, size, pre)
         probs, heat, feats = self._run(arr)
         return Inspection(arr, placement(*img.size, size, pre),
-                          {label: float(p) for label, p in zip(self.card.labels, probs)}, heat, feats)
+                          {label: float(p) for label, p in zip(self.card.labels, probs)}, heat, feats,
+                          img.info.get("dicom"))
 
-    def analyse(self, data: bytes) -> Analysis:
+    def analyse(self, data: bytes, *, frame: int | None = None) -> Analysis:
         """Image bytes -> probabilities and where the model looked. Raises a ClientError for bad images."""
-        return self.inspect(data).analysis()
+        return self.inspect(data, frame=frame).analysis()
 
     def predict_bytes(self, data: bytes) -> dict[str, float]:
         """Image bytes -> {label: probability}. Raises a ClientError for bad images."""

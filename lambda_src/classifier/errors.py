@@ -49,6 +49,24 @@ class UnsupportedImage(ClientError):
     status, code = 400, "unsupported_image"
 
 
+class NotDicom(ClientError):
+    """Declared DICOM (Content-Type application/dicom) but the bytes are no DICOM Part 10 file."""
+
+    status, code = 400, "not_dicom"
+
+
+class InvalidParameter(ClientError):
+    """A query parameter with a value it cannot take (``frame`` not a positive integer, an unknown ``include``)."""
+
+    status, code = 400, "invalid_parameter"
+
+
+class UnknownOperatingPoint(ClientError):
+    """?operating_point= names none of the model's operating points (model.json operating_points)."""
+
+    status, code = 400, "unknown_operating_point"
+
+
 class MalformedRequest(ClientError):
     """An event that is not an API Gateway REST proxy request (not an object, no method or path)."""
 
@@ -75,6 +93,24 @@ class MediaTypeMismatch(ClientError):
     """The request declares one image format (Content-Type, data: URL, form part) and the bytes are another."""
 
     status, code = 415, "media_type_mismatch"
+
+
+class UnsupportedTransferSyntax(ClientError):
+    """A DICOM file in a transfer syntax ``dicom.TRANSFER_SYNTAXES`` does not list (JPEG 2000, JPEG-LS, ...)."""
+
+    status, code = 415, "unsupported_transfer_syntax"
+
+
+class UnsupportedModality(ClientError):
+    """A DICOM file of another modality than ultrasound (US)."""
+
+    status, code = 422, "unsupported_modality"
+
+
+class FrameOutOfRange(ClientError):
+    """``?frame=N`` beyond the file's frames (a PNG/JPEG/BMP has one)."""
+
+    status, code = 422, "frame_out_of_range"
 
 
 class ImageTooSmall(ClientError):

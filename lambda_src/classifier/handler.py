@@ -27,7 +27,7 @@ from .input_check import WARNING, CheckedEngine, with_input_check
 from .lambda_context import LocalContext
 from .model_card import DISCLAIMER
 from .page import page
-from .request_body import check_event, extract_image, header, normalise_event
+from .request_body import check_event, decode_options, extract_image, header, normalise_event
 from .settings import Settings, SettingsError
 
 #: path -> the methods it serves; anything else on a known path is a 405.
@@ -119,8 +119,9 @@ class Service:
         def predict() -> Response:
             engine = self.engine()
             data = extract_image(app.current_event.raw_event, max_bytes=self.settings.max_body_bytes)
+            options = decode_options(app.current_event.raw_event)  # ?frame=N, ?include=sop_instance_uid
             start = time.perf_counter()
-            analysis = engine.analyse(data)
+            analysis = engine.analyse(data, frame=options.frame)
             probabilities = analysis.probabilities
             model_ms = _ms_since(start)
             label, rule = engine.card.decide(probabilities)
@@ -145,6 +146,8 @@ class Service:
             }
             if analysis.localisation is not None:
                 body["localisation"] = analysis.localisation.to_dict()
+            if analysis.dicom is not None:  # which frame, the region; the UID only when asked for
+                body["dicom"] = analysis.dicom.to_dict(include_uid=options.include_uid)
             return _json(200, body)
 
         @app.get("/")

@@ -186,8 +186,8 @@ class CheckedEngine:
     def last(self) -> CheckResult | None:
         return getattr(self._local, "last", None)
 
-    def analyse(self, data: bytes):
-        seen = self._engine.inspect(data)  # one pass: probabilities, heatmap and features
+    def analyse(self, data: bytes, *, frame: int | None = None):
+        seen = self._engine.inspect(data, frame=frame)  # one pass: probabilities, heatmap and features
         result = self.check.score(seen.features, seen.image, seen.where)
         self._local.last = result
         if result.verdict == "reject":

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import decoding
-from .errors import BadImageDimensions, ClientError, CorruptImage, ImageTooSmall, NotAnImage
+from .errors import BadImageDimensions, ClientError, CorruptImage, FrameOutOfRange, ImageTooSmall, NotAnImage
 
 #: The preprocessing new models are trained with; recorded in model.json and used by the
 #: serving engine for that model. Letterbox (aspect kept, black bars) instead of squash: scanners
@@ -82,7 +82,7 @@ def _pillow_warnings() -> Iterator[None]:
 
 def _open(data: bytes) -> Image.Image:
     if not data:
-        raise NotAnImage("the body is empty; send a PNG, JPEG or BMP image")
+        raise NotAnImage("the body is empty; send a PNG, JPEG, BMP or DICOM image")
     info = decoding.inspect(data)  # structural limits, before Pillow parses anything
     try:
         with _pillow_warnings():
@@ -90,7 +90,7 @@ def _open(data: bytes) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise BadImageDimensions(f"image exceeds {MAX_IMAGE_PIXELS:,} pixels") from exc
     except UnidentifiedImageError as exc:
-        raise NotAnImage("the data is not a PNG, JPEG or BMP image") from exc
+        raise NotAnImage("the data is not a PNG, JPEG, BMP or DICOM image") from exc
     except Exception as exc:  # Pillow raises many types on broken headers
         raise CorruptImage(f"the image header could not be read ({type(exc).__name__})") from exc
     img.info["decoding"] = info
@@ -143,11 +143,29 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img
 
 
-def decode_rgb(data: bytes) -> Image.Image:
-    """Decode PNG/JPEG/BMP bytes into an upright 8-bit RGB image, or raise a ClientError.
+def image_from_pixels(pixels: np.ndarray) -> Image.Image:
+    """uint8 (H, W) grey or (H, W, 3) RGB pixels (``dicom.read``'s output) -> the RGB image PNG/JPEG
+    decoding gives, under the same size rules."""
+    check_dimensions(pixels.shape[1], pixels.shape[0])
+    return to_rgb(Image.fromarray(pixels, mode="L" if pixels.ndim == 2 else "RGB"))
 
-    Bounded whatever the file claims: see ``classifier.decoding`` for the limits and rules.
+
+def decode_rgb(data: bytes, *, frame: int | None = None) -> Image.Image:
+    """Decode PNG/JPEG/BMP/DICOM bytes into an upright 8-bit RGB image, or raise a ClientError.
+
+    Bounded whatever the file claims: see ``classifier.decoding`` and ``classifier.dicom`` for the
+    limits and rules. ``frame`` (1-based) picks a DICOM file's frame; the image's ``info["dicom"]``
+    is then that ``dicom.DicomFrame`` (its pixels dropped). Other formats have frame 1 only.
     """
+    if decoding.sniff_format(data) == "DICOM":
+        from . import dicom  # pydicom loads on the first DICOM body only
+
+        decoded = dicom.read(data, frame=frame)
+        img = image_from_pixels(decoded.pixels)
+        img.info["dicom"] = dataclasses.replace(decoded, pixels=np.empty((0, 0), np.uint8))
+        return img
+    if frame not in (None, 1):
+        raise FrameOutOfRange(f"frame {frame} was asked for; a PNG, JPEG or BMP image has frame 1 only")
     img = _open(data)
     check_dimensions(*img.size)
     img = _load_first_frame(img)

@@ -1,4 +1,5 @@
-"""API Gateway REST proxy event -> the uploaded image's bytes (raw image, JSON base64, or multipart form).
+"""API Gateway REST proxy event -> the uploaded image's bytes (raw image or DICOM, JSON base64, or multipart
+form) and the query's decode options.
 
 Only the envelope is checked here; whether the bytes are a usable image is
 ``preprocessing``'s job.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import email.message
 import email.utils
 import json
@@ -20,8 +22,9 @@ from .errors import (InvalidBase64, MalformedBody, MalformedRequest, MediaTypeMi
 
 #: Content types API Gateway must treat as binary (the REST API's binaryMediaTypes):
 #: their bodies reach the Lambda base64-encoded with isBase64Encoded=true.
-BINARY_MEDIA_TYPES = ("image/png", "image/jpeg", "multipart/form-data")
-RAW_IMAGE_TYPES = ("image/png", "image/jpeg")
+BINARY_MEDIA_TYPES = ("image/png", "image/jpeg", "application/dicom", "multipart/form-data")
+RAW_IMAGE_TYPES = ("image/png", "image/jpeg", "application/dicom")
+DICOM_TYPE = "application/dicom"
 JSON_TYPE = "application/json"
 MULTIPART_TYPE = "multipart/form-data"
 ACCEPTED_TYPES = (*RAW_IMAGE_TYPES, JSON_TYPE, MULTIPART_TYPE)
@@ -35,7 +38,8 @@ _MEDIA_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}")
 #: The image formats ``preprocessing`` decodes, by the media type that names each. A declared type
 #: (raw body's Content-Type, a data: URL, a form part's Content-Type) must name the bytes' format.
 IMAGE_MEDIA_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/jpg": "JPEG", "image/pjpeg": "JPEG",
-                     "image/bmp": "BMP", "image/x-bmp": "BMP", "image/x-ms-bmp": "BMP"}
+                     "image/bmp": "BMP", "image/x-bmp": "BMP", "image/x-ms-bmp": "BMP",
+                     "application/dicom": "DICOM"}
 #: Declarations that say nothing about the format (a form part from a generic client).
 _UNDECLARED = ("", "application/octet-stream", "binary/octet-stream")
 _MAX_MULTIPART_PARTS = 32
@@ -126,15 +130,53 @@ def check_declared_format(declared: str | None, data: bytes, where: str) -> None
     if declared in _UNDECLARED:
         return
     actual = sniff_format(data)
-    if actual is None:
-        return
     expected = IMAGE_MEDIA_TYPES.get(declared)
+    if actual is None:
+        if expected == "DICOM":  # declared DICOM, and the bytes are no known format at all
+            from .errors import NotDicom
+
+            raise NotDicom(f"{where} declares {DICOM_TYPE} but the bytes are not a DICOM Part 10 file "
+                           "(no 'DICM' after the 128-byte preamble)")
+        return
     if expected != actual:
         raise MediaTypeMismatch(f"{where} declares {_shown(declared)} but the bytes are a {actual} image; "
                                 f"declare {_MEDIA_TYPE_OF[actual]} (or send it as it is declared)")
 
 
-_MEDIA_TYPE_OF = {"PNG": "image/png", "JPEG": "image/jpeg", "BMP": "image/bmp"}
+_MEDIA_TYPE_OF = {"PNG": "image/png", "JPEG": "image/jpeg", "BMP": "image/bmp", "DICOM": "application/dicom"}
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeOptions:
+    """What the query string asks of the decoding: ``?frame=N`` (1-based; a DICOM file's frame) and
+    ``?include=sop_instance_uid`` (echo the DICOM SOP Instance UID; off by default: no header value leaves)."""
+
+    frame: int | None = None
+    include_uid: bool = False
+
+
+#: ``?include=`` values (comma-separated).
+INCLUDE_VALUES = ("sop_instance_uid",)
+
+
+def decode_options(event: Mapping[str, Any]) -> DecodeOptions:
+    """The query parameters of POST /predict; a value they cannot take -> 400 invalid_parameter."""
+    from .errors import InvalidParameter
+
+    query = event.get("queryStringParameters") or {}
+    frame = query.get("frame") if isinstance(query, Mapping) else None
+    include = query.get("include") if isinstance(query, Mapping) else None
+    number = None
+    if frame is not None:
+        text = str(frame).strip()
+        if not text.isascii() or not text.isdigit() or len(text) > 6 or int(text) < 1:
+            raise InvalidParameter(f"frame must be a whole number from 1 (the first frame), not {_shown(str(frame))}")
+        number = int(text)
+    wanted = [v.strip() for v in str(include).split(",") if v.strip()] if include is not None else []
+    unknown = [v for v in wanted if v not in INCLUDE_VALUES]
+    if unknown:
+        raise InvalidParameter(f"include takes {', '.join(INCLUDE_VALUES)}, not {_shown(unknown[0])}")
+    return DecodeOptions(number, "sop_instance_uid" in wanted)
 
 
 def raw_body(event: Mapping[str, Any], *, max_bytes: int) -> bytes:

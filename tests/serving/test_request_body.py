@@ -17,8 +17,8 @@ LIMIT = 4_500_000
 PAYLOAD = bytes(range(256)) * 4 + b"\r\n--x\r\n\r\n"  # every byte value, CRLFs and dashes
 
 
-def test_binary_media_types_are_the_three_the_api_declares():
-    assert BINARY_MEDIA_TYPES == ("image/png", "image/jpeg", "multipart/form-data")
+def test_binary_media_types_are_the_four_the_api_declares():
+    assert BINARY_MEDIA_TYPES == ("image/png", "image/jpeg", "application/dicom", "multipart/form-data")
 
 
 @pytest.mark.parametrize("name", ["content-type", "Content-Type", "CONTENT-TYPE", "cOnTeNt-TyPe"])
