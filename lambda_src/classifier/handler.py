@@ -21,18 +21,22 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+from .drift_metrics import DriftMetrics
 from .engine import Engine
 from .errors import ClientError, MethodNotAllowed, ModelLoadError, NotFound, json_body
 from .input_check import WARNING, CheckedEngine, with_input_check
 from .lambda_context import LocalContext
 from .model_card import DISCLAIMER
 from .page import page
+from .prediction import prediction_body
 from .request_body import check_event, decode_options, extract_image, header, normalise_event
 from .settings import Settings, SettingsError
 
 #: path -> the methods it serves; anything else on a known path is a 405.
 ROUTES = {"/": ("GET",), "/predict": ("POST",), "/health": ("GET",)}
 JSON_HEADERS = {"Cache-Control": "no-store"}
+#: Every response once the model is loaded says which model answered (the pre-traffic hook checks it).
+MODEL_VERSION_HEADER = "X-Model-Version"
 
 
 class ServiceUnavailable(Exception):
@@ -65,6 +69,11 @@ class Service:
         self._load_lock = threading.Lock()
         self._invoke_lock = threading.Lock()
         self._label: str | None = None
+        # The request's top probability and the name of the operating point its label was decided with
+        # (the drift metrics' operating_point dimension; "default" is the card's operating_point).
+        self._top_probability: float | None = None
+        self._operating_point = "default"
+        self.drift: DriftMetrics | None = None  # set when the model loads (metrics on)
         self._context_request_id = "unknown"
         self._routes()
         self._handle = self._wrap(self._invoke)
@@ -100,6 +109,12 @@ class Service:
             self.logger.exception("model load failed unexpectedly")
             return
         card = self._engine.card
+        if self.settings.metrics_enabled:
+            # Every metric carries the model version, so the dashboard and the alarms split by model.
+            self.metrics.set_default_dimensions(model_version=card.version)
+            self.drift = DriftMetrics(namespace=self.settings.metrics_namespace, service=self.settings.service_name,
+                                      labels=list(card.labels), model_version=card.version,
+                                      batch=self.settings.drift_batch)
         self.logger.info(
             "model loaded",
             extra={"model": card.name, "version": card.version, "load_ms": _ms_since(start),
@@ -124,8 +139,11 @@ class Service:
             analysis = engine.analyse(data, frame=options.frame)
             probabilities = analysis.probabilities
             model_ms = _ms_since(start)
-            label, rule = engine.card.decide(probabilities)
-            self._label = label
+            checked = engine.last() if isinstance(engine, CheckedEngine) else None
+            body = prediction_body(engine.card, analysis, check=checked,
+                                   operating_point=_query(app.current_event.raw_event, "operating_point"))
+            label, self._operating_point = body["label"], body["operating_point"]
+            self._label, self._top_probability = label, max(probabilities.values())
             if self.settings.metrics_enabled:
                 self.metrics.add_metric(name="ModelLatency", unit=MetricUnit.Milliseconds, value=model_ms)
                 if self.settings.log_predictions:
@@ -136,16 +154,6 @@ class Service:
                                        default_dimensions={"service": self.settings.service_name}) as metric:
                         metric.add_dimension(name="label", value=label)
             self.logger.append_keys(model_ms=model_ms, image_bytes=len(data))
-            card = engine.card
-            body = {
-                "label": label,
-                "label_rule": rule,
-                "probabilities": probabilities,
-                "model": {"name": card.name, "version": card.version},
-                "disclaimer": card.disclaimer or DISCLAIMER,
-            }
-            if analysis.localisation is not None:
-                body["localisation"] = analysis.localisation.to_dict()
             if analysis.dicom is not None:  # which frame, the region; the UID only when asked for
                 body["dicom"] = analysis.dicom.to_dict(include_uid=options.include_uid)
             return _json(200, body)
@@ -229,7 +237,9 @@ class Service:
 
     def _invoke(self, event: Mapping[str, Any], context: Any) -> dict:
         start = time.perf_counter()
-        self._label = None
+        self._label, self._top_probability, self._operating_point = None, None, "default"
+        if self._engine is not None:  # every log line of the request names the model version
+            self.logger.append_keys(model_version=self._engine.card.version)
         if isinstance(self._engine, CheckedEngine):
             self._engine.clear()
         try:
@@ -240,8 +250,16 @@ class Service:
         self._add_cors_headers(event, response)
         status = int(response.get("statusCode", 500))
         checked = self._engine if isinstance(self._engine, CheckedEngine) else None  # loaded by now, if ever
-        if checked is not None and checked.last() is not None:
-            _add_input_check(response, checked.last())
+        check = checked.last() if checked is not None else None
+        if check is not None:
+            _add_input_check(response, check)
+        if self._engine is not None:
+            _add_header(response, MODEL_VERSION_HEADER, self._engine.card.version)
+            if self.drift is not None and event.get("path") == "/predict":
+                self.drift.record(label=self._label, operating_point=self._operating_point,
+                                  top_probability=self._top_probability,
+                                  verdict=check.verdict if check is not None else None,
+                                  score=check.score if check is not None else None)
         latency_ms = _ms_since(start)
         if self.settings.metrics_enabled:
             self.metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=latency_ms)
@@ -330,8 +348,22 @@ class Service:
                 pass  # remembered; each request answers 503 with the reason in the logs
 
 
+def _query(event: Mapping[str, Any], name: str) -> str | None:
+    query = event.get("queryStringParameters") or {}
+    value = query.get(name) if isinstance(query, Mapping) else None
+    return None if value is None else str(value)
+
+
 def _is_health(event: Mapping[str, Any]) -> bool:
     return event.get("httpMethod") == "GET" and event.get("path") == "/health"
+
+
+def _add_header(response: dict, name: str, value: str) -> None:
+    multi = response.get("multiValueHeaders")
+    if multi is not None:
+        multi[name] = [value]
+    else:
+        response.setdefault("headers", {})[name] = value
 
 
 def _add_input_check(response: dict, result: Any) -> None:

@@ -9,18 +9,21 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import ModelLoadError
+from .errors import ModelLoadError, UnknownOperatingPoint
 from .preprocessing import RESIZERS
 
 DISCLAIMER = (
     "Research use only. Not a medical device; not for diagnosis or clinical decisions."
 )
 MODEL_FILE = "model.tflite"
+#: An operating point's name: what `?operating_point=` takes.
+OPERATING_POINT_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 CARD_FILE = "model.json"
 
 
@@ -83,12 +86,21 @@ class ModelCard:
     # more probable of normal and benign. Empty -> the most probable class. Conditioning on "lesion"
     # keeps the lesion detector's doubt out of the malignancy decision.
     operating_point: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Named operating points {name: {malignant_threshold, normal_threshold, chosen_by, out_of_site}}, the
+    # API's ?operating_point=NAME; `operating_point` above is the default one (default_operating_point).
+    operating_points: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    default_operating_point: str = ""
     # Where the model looked: {"output": "heatmap", "grid": 14, ...} when the graph has a heatmap output.
     localisation: dict[str, Any] = dataclasses.field(default_factory=dict)
     # Is the input a breast-ultrasound frame? Score parameters, thresholds and how they were fitted, written by
     # `python -m model_training input-check` (classifier.input_check); empty -> no check.
     input_check: dict[str, Any] = dataclasses.field(default_factory=dict)
     sites: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # training sites and per-site metrics
+    # Release expectations written by `make promote` (model_training/release_expectations.py), read by the stack
+    # (infra/drift_alarms.py, infra/release.py), not by serving: the drift band from the out-of-site evaluation,
+    # and the example images' probabilities the pre-traffic hook compares a new version's answers with.
+    drift: dict[str, Any] = dataclasses.field(default_factory=dict)
+    pre_traffic: dict[str, Any] = dataclasses.field(default_factory=dict)
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # config, parity, ...
 
     REQUIRED = ("name", "version", "labels", "input_size", "input_dtype", "preprocessing_id", "tflite_sha256")
@@ -113,20 +125,32 @@ class ModelCard:
                 f"model was trained with preprocessing {self.preprocessing_id!r} but this code "
                 f"serves only {', '.join(sorted(RESIZERS))}; retrain or deploy the matching code"
             )
-        threshold = self.operating_point.get("malignant_threshold")
-        if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 < threshold < 1.0):
-            raise ModelLoadError(f"model.json operating_point.malignant_threshold must be in (0, 1): {threshold!r}")
-        if threshold is not None and not {"malignant", "benign"} <= set(self.labels):
-            raise ModelLoadError("model.json sets a malignant threshold but lacks the 'malignant' or 'benign' label")
-        normal = self.operating_point.get("normal_threshold")
-        if normal is not None and not (isinstance(normal, (int, float)) and 0.0 < normal <= 1.0
-                                       and "normal" in self.labels and threshold is not None):
-            raise ModelLoadError(f"model.json operating_point.normal_threshold must be in (0, 1], with a 'normal' "
-                                 f"label and a malignant threshold: {normal!r}")
+        self._validate_point("operating_point", self.operating_point)
+        for name, op in self.operating_points.items():
+            if not isinstance(name, str) or not OPERATING_POINT_NAME.fullmatch(name) or not isinstance(op, dict):
+                raise ModelLoadError(f"model.json operating_points: {name!r} is not a name ([a-z][a-z0-9_-]*) "
+                                     "with an object")
+            self._validate_point(f"operating_points.{name}", op)
+        if self.operating_points and self.default_operating_point not in self.operating_points:
+            raise ModelLoadError(f"model.json default_operating_point {self.default_operating_point!r} is not one of "
+                                 f"operating_points ({', '.join(self.operating_points)})")
         if self.input_check:
             from .input_check import InputCheck
 
             InputCheck(self.input_check)  # raises ModelLoadError if the parameters do not fit together
+
+    def _validate_point(self, where: str, op: dict) -> None:
+        threshold = op.get("malignant_threshold")
+        if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 < threshold < 1.0):
+            raise ModelLoadError(f"model.json {where}.malignant_threshold must be in (0, 1): {threshold!r}")
+        if threshold is not None and not {"malignant", "benign"} <= set(self.labels):
+            raise ModelLoadError(f"model.json {where} sets a malignant threshold but lacks the 'malignant' or "
+                                 "'benign' label")
+        normal = op.get("normal_threshold")
+        if normal is not None and not (isinstance(normal, (int, float)) and 0.0 < normal <= 1.0
+                                       and "normal" in self.labels and threshold is not None):
+            raise ModelLoadError(f"model.json {where}.normal_threshold must be in (0, 1], with a 'normal' "
+                                 f"label and a malignant threshold: {normal!r}")
 
     @classmethod
     def load(cls, model_dir: Path | str, verify_sha256: bool = True) -> "ModelCard":
@@ -149,20 +173,48 @@ class ModelCard:
                 )
         return card
 
-    def decide(self, probabilities: dict[str, float]) -> tuple[str, str]:
-        """(label, the rule that produced it) under the card's operating point."""
+    def points(self) -> dict[str, dict[str, Any]]:
+        """Every operating point by name: the card's named ones; a card with one unnamed point calls it
+        "default"; without any, "argmax"."""
+        if self.operating_points:
+            return self.operating_points
+        return {"default": self.operating_point} if self.operating_point else {"argmax": {}}
+
+    def point(self, name: str | None = None) -> tuple[str, dict[str, Any]]:
+        """(name, thresholds) of the named operating point, or of the default one when name is None.
+        An unknown name is the client's error (400 unknown_operating_point)."""
+        points = self.points()
+        if name is None:
+            name = self.default_operating_point if self.operating_points else next(iter(points))
+        if name not in points:
+            raise UnknownOperatingPoint(f"operating_point {name[:40]!r} is not one of this model's: "
+                                        f"{', '.join(points)}")
+        return name, points[name]
+
+    def decide(self, probabilities: dict[str, float], operating_point: str | None = None) -> tuple[str, str]:
+        """(label, the rule that produced it) under the named (default: the card's) operating point."""
+        name, op = self.point(operating_point)
         row = np.array([[probabilities[label] for label in self.labels]], dtype=np.float64)
-        label = self.labels[int(label_indices(row, self.labels, self.operating_point)[0])]
-        threshold = self.operating_point.get("malignant_threshold")
+        label = self.labels[int(label_indices(row, self.labels, op)[0])]
+        threshold = op.get("malignant_threshold")
         if threshold is None:
             return label, "argmax: the most probable class"
-        normal = self.operating_point.get("normal_threshold")
+        normal = op.get("normal_threshold")
         if normal is not None:
             rule = (f"normal if p(normal) >= {normal:.3f}, else malignant if p(malignant | lesion) >= "
                     f"{threshold:.3f}, else benign")
         else:
             rule = f"malignant if p(malignant | lesion) >= {threshold:.3f}, else the most probable other class"
-        return label, f"{rule} ({self.operating_point.get('chosen_by', 'operating point in model.json')})"
+        return label, f"{rule} ({name}: {op.get('chosen_by', 'operating point in model.json')})"
+
+    def decision(self, probabilities: dict[str, float]) -> dict[str, float] | None:
+        """The two quantities the label rule reads: p(lesion) = 1 - p(normal) and p(malignant | lesion);
+        None for a model without the normal / benign / malignant labels."""
+        if not {"normal", "benign", "malignant"} <= set(self.labels):
+            return None
+        row = np.array([[probabilities[label] for label in self.labels]], dtype=np.float64)
+        return {"p_lesion": float(1.0 - probabilities["normal"]),
+                "p_malignant_given_lesion": float(malignant_given_lesion(row, self.labels)[0])}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -50,8 +50,13 @@ def _headers(response) -> dict[str, str]:
 
 
 def assert_prediction(body, engine, data):
-    assert {"label", "label_rule", "probabilities", "model", "disclaimer"} <= set(body) <= {
-        "label", "label_rule", "probabilities", "model", "disclaimer", "localisation"}
+    assert {"label", "label_rule", "operating_point", "probabilities", "model", "disclaimer"} <= set(body) <= {
+        "label", "label_rule", "operating_point", "decision", "probabilities", "model", "disclaimer", "localisation"}
+    if "decision" in body:  # the two numbers the rule reads, from the probabilities themselves
+        p = body["probabilities"]
+        assert body["decision"]["p_lesion"] == pytest.approx(1 - p["normal"], abs=1e-6)
+        assert body["decision"]["p_malignant_given_lesion"] == pytest.approx(
+            p["malignant"] / (p["benign"] + p["malignant"]), abs=1e-6)
     probs = body["probabilities"]
     assert list(probs) == LABELS
     assert all(isinstance(p, float) and 0.0 <= p <= 1.0 for p in probs.values())

@@ -125,3 +125,91 @@ def test_api_response_carries_localisation_and_rule(lesion_model):
     assert np.array(body["localisation"]["heatmap"]).shape == (4, 4)
     assert body["label_rule"].startswith("normal if p(normal) >= 0.900, else malignant if p(malignant | lesion) >= 0.300")
     assert body["label"] in body["probabilities"] and "Research use only" in body["disclaimer"]
+
+
+def _named_card(**extra):
+    points = {"sensitive": {"malignant_threshold": 0.2, "normal_threshold": 0.8, "chosen_by": "test sens"},
+              "balanced": {"malignant_threshold": 0.6, "normal_threshold": 0.8, "chosen_by": "test bal"}}
+    return ModelCard(name="m", version="v", labels=["normal", "benign", "malignant"], input_size=32,
+                     input_dtype="float32", preprocessing_id=PREPROCESSING_ID, tflite_sha256="x",
+                     operating_point=points["sensitive"], operating_points=points,
+                     default_operating_point="sensitive", **extra)
+
+
+def test_named_operating_points_change_only_the_label():
+    from classifier.errors import UnknownOperatingPoint
+
+    card = _named_card()
+    card.validate()
+    probs = {"normal": 0.1, "benign": 0.5, "malignant": 0.4}  # p(malignant | lesion) 0.44
+    assert card.decide(probs)[0] == card.decide(probs, "sensitive")[0] == "malignant"
+    label, rule = card.decide(probs, "balanced")
+    assert label == "benign" and "(balanced: test bal)" in rule and ">= 0.600" in rule
+    assert card.point() == ("sensitive", card.operating_points["sensitive"])
+    with pytest.raises(UnknownOperatingPoint, match="sensitive, balanced"):
+        card.decide(probs, "lenient")
+    assert card.decision(probs) == {"p_lesion": pytest.approx(0.9), "p_malignant_given_lesion": pytest.approx(4 / 9)}
+    # a card with one unnamed point calls it "default"; none: "argmax"
+    assert list(_decide_card(malignant_threshold=0.3).points()) == ["default"]
+    assert _decide_card().point() == ("argmax", {})
+
+
+def test_bad_named_operating_points_are_refused():
+    from classifier.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="default_operating_point"):
+        dataclasses_replace(_named_card(), default_operating_point="nope").validate()
+    with pytest.raises(ModelLoadError, match="operating_points.bad.malignant_threshold"):
+        dataclasses_replace(_named_card(), operating_points={"bad": {"malignant_threshold": 2}},
+                            default_operating_point="bad").validate()
+    with pytest.raises(ModelLoadError, match="is not a name"):
+        dataclasses_replace(_named_card(), operating_points={"Bad Name!": {}}, default_operating_point="Bad Name!").validate()
+
+
+def dataclasses_replace(card, **changes):
+    import dataclasses
+
+    return dataclasses.replace(card, **changes)
+
+
+def test_prediction_body_names_its_point_and_draws_a_box_only_on_a_lesion():
+    from classifier.engine import Analysis
+    from classifier.input_check import CheckResult
+    from classifier.localisation import Localisation
+    from classifier.prediction import prediction_body
+
+    card = _named_card()
+    loc = Localisation(box=[1, 2, 3, 4], peak=0.9, heatmap=[[0.9]], placement=None)
+    lesion = prediction_body(card, Analysis({"normal": 0.1, "benign": 0.5, "malignant": 0.4}, loc))
+    assert lesion["operating_point"] == "sensitive" and lesion["label"] == "malignant"
+    assert lesion["localisation"]["box"] == [1, 2, 3, 4]
+    normal = prediction_body(card, Analysis({"normal": 0.85, "benign": 0.1, "malignant": 0.05}, loc), operating_point="balanced")
+    assert normal["label"] == "normal" and normal["localisation"]["box"] is None  # no lesion found: no box
+    assert normal["localisation"]["heatmap"] == [[0.9]]
+    faint = Localisation(box=[1, 2, 3, 4], peak=0.3, heatmap=[[0.3]], placement=None)
+    assert prediction_body(card, Analysis({"normal": 0.1, "benign": 0.5, "malignant": 0.4}, faint))["localisation"]["box"] is None
+    warn = CheckResult(score=1.5, feature_distance=1.5, stats_distance=0.1, warn_threshold=1.2, reject_threshold=3.0)
+    body = prediction_body(card, Analysis({"normal": 0.1, "benign": 0.5, "malignant": 0.4}, loc), check=warn)
+    assert "input check: unusual input (score 1.50 >= warn threshold 1.20)" in body["label_rule"]
+    ok = CheckResult(score=0.5, feature_distance=0.5, stats_distance=0.1, warn_threshold=1.2, reject_threshold=3.0)
+    assert "input check" not in prediction_body(card, Analysis({"normal": 0.1, "benign": 0.5, "malignant": 0.4}, loc),
+                                                check=ok)["label_rule"]
+
+
+def test_api_takes_operating_point_by_name(lesion_model):
+    from classifier.handler import Service
+    from classifier.settings import Settings
+    from tests.serving.events import rest_event
+
+    service = Service(Settings(model_dir=lesion_model, metrics_enabled=False))
+    img = Image.new("L", (96, 96), 30)
+    img.paste(250, (10, 10, 40, 40))
+    event = rest_event("POST", "/predict", body=_png(img), content_type="image/png")
+    body = json.loads(service(event)["body"])
+    assert body["operating_point"] == "default"  # the tiny card has one unnamed point
+    event["queryStringParameters"] = {"operating_point": "default"}
+    assert json.loads(service(event)["body"])["label"] == body["label"]
+    event["queryStringParameters"] = {"operating_point": "lenient"}
+    resp = service(event)
+    err = json.loads(resp["body"])["error"]
+    assert resp["statusCode"] == 400 and err["code"] == "unknown_operating_point" and "default" in err["message"]
