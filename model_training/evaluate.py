@@ -14,6 +14,7 @@ from classifier.errors import ModelLoadError
 from . import metrics as metrics_mod
 from . import plots
 from .data import decode_all, discover, to_arrays
+from .site_metrics import LABELS
 from .errors import DataFolderError, TrainingError
 from .export import engine_probs
 from .report import eval_markdown
@@ -112,5 +113,15 @@ def evaluate_folder(*, model: Path, data: Path, out: Path, skip_bad: bool = Fals
         for s, p, d in zip(samples, probs, decided)
     ]
     (out / "predictions.json").write_text(json.dumps(predictions, indent=1) + "\n")
-    (out / "report.md").write_text(eval_markdown(result, title=f"Evaluation of {model} on {data}", scored=scored))
+    text = eval_markdown(result, title=f"Evaluation of {model} on {data}", scored=scored)
+    points = engine.card.operating_points
+    if points and set(s.label for s in samples) <= set(LABELS) and tuple(engine.labels) == LABELS:
+        # every named point on this folder: sensitivity/specificity with intervals, normals called normal
+        from .operating_points import plot, section
+
+        sets = {data.name: ([s.label for s in samples], probs)}
+        result["operating_points_section"] = section(points, sets, default=engine.card.default_operating_point)
+        text += "\n" + result["operating_points_section"]
+        plot(points, sets, out / "decision_by_site.png")
+    (out / "report.md").write_text(text)
     return result

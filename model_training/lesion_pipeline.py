@@ -24,8 +24,8 @@ from .pipeline import _weights_id, peak_memory_mb, seed_everything
 from .runs import copy_atomic
 from .report import console_summary
 from .lesion_model import MODEL_KERAS
-from .site_metrics import (LABELS, MAX_LESIONS_CALLED_NORMAL, by_device, hierarchical_probs, operating_point,
-                           site_metrics)
+from .operating_points import DEFAULT, choose, describe
+from .site_metrics import LABELS, MAX_LESIONS_CALLED_NORMAL, by_device, hierarchical_probs, site_metrics
 from .sites import grid_for, load_sites, mask_grid
 
 
@@ -75,10 +75,12 @@ def _fit_calibration(cal: dict, oos: list[OutOfSite], splits: list[SiteSplit], t
         lesion_note = f"fitted on out-of-site predictions of {', '.join(o.site for o in usable)}"
     probs = hierarchical_probs(cal["lesion"], cal["malig"], t_lesion=t_lesion, t_malig=t_malig)
     # "normal" only on strong evidence: at most MAX_LESIONS_CALLED_NORMAL of the out-of-site lesions reach
-    # it (a missed lesion costs more than a second look at a normal frame); then the malignant threshold.
-    threshold, normal = operating_point(probs, labels, target, MAX_LESIONS_CALLED_NORMAL)
+    # it (a missed lesion costs more than a second look at a normal frame); then each named point's
+    # malignant threshold (operating_points.choose); the default one is the card's `operating_point`.
+    points = choose(probs, labels, target_sensitivity=target, max_lesions_called_normal=MAX_LESIONS_CALLED_NORMAL)
+    threshold, normal = points[DEFAULT]["malignant_threshold"], points[DEFAULT]["normal_threshold"]
     return {"malignant_temperature": t_malig, "lesion_temperature": t_lesion, "lesion_temperature_note": lesion_note,
-            "malignant_threshold": threshold, "normal_threshold": normal,
+            "points": points, "malignant_threshold": threshold, "normal_threshold": normal,
             "max_lesions_called_normal": MAX_LESIONS_CALLED_NORMAL, "target_sensitivity": target, "n": int(len(labels)),
             "n_malignant": int((labels == "malignant").sum())}
 
@@ -103,6 +105,13 @@ def _site_labels(o: OutOfSite, splits: list[SiteSplit]) -> list[str]:
 
 def _op(calib: dict) -> tuple[float, float]:
     return calib["malignant_threshold"], calib["normal_threshold"]
+
+
+def loso_probs(oos, splits, calib) -> dict[str, tuple[list[str], np.ndarray]]:
+    """site -> (labels, calibrated probabilities) of its out-of-site predictions."""
+    return {o.site: (_site_labels(o, splits), hierarchical_probs(o.lesion, o.malig, t_lesion=calib["lesion_temperature"],
+                                                                 t_malig=calib["malignant_temperature"]))
+            for o in oos}
 
 
 def _loso_metrics(oos, splits, calib) -> dict:
@@ -231,7 +240,9 @@ def train_lesion(cfg: TrainConfig) -> dict:
                   temperature=calib["malignant_temperature"], backbone=cfg.backbone,
                   weights_source=_weights_id(cfg.weights),
                   dataset_fingerprint=";".join(f"{s.name}={s.fingerprint}" for s in sites),
-                  split_counts=_split_counts(splits), operating_point=operating_point, localisation=localisation)
+                  split_counts=_split_counts(splits), operating_point=operating_point, localisation=localisation,
+                  operating_points=describe(calib["points"], loso_probs(oos, splits, calib)),
+                  default_operating_point=DEFAULT)
     write_model(staging, tflite, **common)
     _step("checking LiteRT against Keras on the test images (parity)")
     engine = Engine(staging)

@@ -8,7 +8,7 @@ import json
 import numpy as np
 
 from . import plots
-from .site_metrics import LABELS, hierarchical_probs
+from .site_metrics import LABELS
 
 GOALS = [  # (what, key, comparison, target) from issue 9, judged per unseen site
     ("AUC malignant", "auc_malignant", ">=", 0.90),
@@ -61,13 +61,11 @@ def write_report(cfg, card, splits, oos, calib, loso, test, test_probs, history,
                                                   "test": test, "calibration": calib,
                                                   "pooled_test": card["test_metrics"]}, indent=1) + "\n")
     by_name = {sp.site.name: sp for sp in splits}
-    curves = []
-    for o in oos:
-        site = by_name[o.site].site
-        labels = [site.labels[i] for i in o.idx]
-        probs = hierarchical_probs(o.lesion, o.malig, t_lesion=calib["lesion_temperature"],
-                                   t_malig=calib["malignant_temperature"])
-        curves.append((f"unseen: {o.site}", labels, probs))
+    from .lesion_pipeline import loso_probs
+    from .operating_points import plot, section, write_section
+
+    unseen = loso_probs(oos, splits, calib)
+    curves = [(f"unseen: {name}", labels, probs) for name, (labels, probs) in unseen.items()]
     for name, probs in test_probs.items():
         sp = by_name[name]
         curves.append((f"test: {name}", [sp.site.labels[i] for i in sp.test], probs))
@@ -158,3 +156,8 @@ Wall time {extra['train_wall_seconds'] / 60:.1f} min, peak memory {extra['peak_m
 {', '.join(f'{k} {v:.0f}' for k, v in extra['stage_seconds'].items())}.
 """
     (out / "report.md").write_text(text)
+    sets = {f"unseen {k}": v for k, v in unseen.items()}
+    sets |= {f"test {name}": ([by_name[name].site.labels[i] for i in by_name[name].test], probs)
+             for name, probs in test_probs.items()}
+    write_section(out / "report.md", section(calib["points"], sets))
+    plot(calib["points"], sets, out / "decision_by_site.png")

@@ -81,3 +81,158 @@ def confusion(labels: list[str], probs: np.ndarray, op: dict) -> list[list[int]]
     m = np.zeros((len(LABELS), len(LABELS)), dtype=int)
     np.add.at(m, (y, pred), 1)
     return m.tolist()
+
+
+def _f(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def _ci(m: dict, key: str) -> str:
+    ci = m.get("ci95", {}).get(key)
+    return f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else ""
+
+
+def section(points: dict[str, dict], sets: dict[str, tuple[list[str], np.ndarray]], *, default: str = DEFAULT) -> str:
+    """report.md's "Named operating points": per set (out-of-site and held-out test) and per point,
+    sensitivity and specificity with 95 % intervals, normal frames and lesions called normal, accuracy
+    and the confusion matrix of the served label."""
+    lines = ["## Named operating points (`?operating_point=NAME`; default: " + default + ")", ""]
+    for name, op in points.items():
+        lines.append(f"- **{name}**: normal if p(normal) >= {op['normal_threshold']:.3f}, else malignant if "
+                     f"p(malignant | lesion) >= {op['malignant_threshold']:.3f}, else benign ({op['chosen_by']}).")
+    lines += ["", "| set | point | images | sensitivity (95% CI) | specificity (95% CI) | normal frames called normal "
+              "| lesions called normal | accuracy |", "|---|---|---|---|---|---|---|---|"]
+    for set_name, (labels, probs) in sets.items():
+        for name, op in points.items():
+            m = site_metrics(labels, probs, op["malignant_threshold"], op["normal_threshold"], n_boot=300)
+            lines.append(f"| {set_name} | {name} | {m['n']} | {_f(m['sensitivity'])}{_ci(m, 'sensitivity')} | "
+                         f"{_f(m['specificity'])}{_ci(m, 'specificity')} | {_f(m.get('normals_called_normal'))} | "
+                         f"{_f(m['lesions_called_normal'])} | {_f(m['accuracy'])} |")
+    lines += ["", "Confusion matrices of the served label (rows true normal / benign / malignant, columns the "
+              "label served in the same order):", ""]
+    for set_name, (labels, probs) in sets.items():
+        cells = [f"{name} `{confusion(labels, probs, op)}`" for name, op in points.items()]
+        lines.append(f"- {set_name}: " + "; ".join(cells))
+    lines += ["", "`decision_by_site.png`: p(normal) and p(malignant | lesion), the two numbers the rule reads, "
+              "by set and true label, with each point's thresholds.", ""]
+    return "\n".join(lines)
+
+
+def plot(points: dict[str, dict], sets: dict[str, tuple[list[str], np.ndarray]], path) -> None:
+    """Strip plots of p(normal) (all frames) and p(malignant | lesion) (lesion frames) by set and true label."""
+    from . import plots
+
+    plt = plots.plt
+    names = list(sets)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.6 * len(names) + 2.2), sharey=True)
+    colours = {"normal": "C2", "benign": "C0", "malignant": "C3"}
+    rng = np.random.default_rng(0)
+    for k, set_name in enumerate(names):
+        labels, probs = sets[set_name]
+        labels = np.asarray(labels)
+        score = malignant_given_lesion(probs)
+        for ax, values, keep in ((axes[0], probs[:, 0], np.ones(len(labels), bool)),
+                                 (axes[1], score, labels != "normal")):
+            for j, label in enumerate(LABELS):
+                sel = keep & (labels == label)
+                if sel.any():
+                    y = k + (j - 1) * 0.22 + rng.uniform(-0.07, 0.07, sel.sum())
+                    ax.scatter(values[sel], y, s=6, alpha=0.5, color=colours[label],
+                               label=label if k == 0 else None)
+    for ax, key, title in ((axes[0], "normal_threshold", "p(normal)"),
+                           (axes[1], "malignant_threshold", "p(malignant | lesion), lesion frames")):
+        for m, (name, op) in enumerate(points.items()):
+            ax.axvline(op[key], color="k", ls=("-", "--", ":")[m % 3], lw=1, label=f"{name} threshold")
+        ax.set_xlim(0, 1)
+        ax.set_title(title)
+        ax.legend(loc="lower right", fontsize=7)
+    axes[0].set_yticks(range(len(names)), names)
+    plots._save(fig, path)
+
+
+SECTION_START, SECTION_END = "<!-- operating-points -->", "<!-- /operating-points -->"
+
+
+def loso_sets(report_dir, calibration: dict) -> dict[str, tuple[list[str], np.ndarray]]:
+    """The run's out-of-site predictions (report/loso_predictions.npz) as calibrated probabilities, by site."""
+    from pathlib import Path
+
+    from .site_metrics import hierarchical_probs
+
+    z = np.load(Path(report_dir) / "loso_predictions.npz", allow_pickle=False)
+    out = {}
+    for site in dict.fromkeys(str(s) for s in z["site"]):
+        m = z["site"] == site
+        out[f"unseen {site}"] = ([str(l) for l in z["label"][m]], hierarchical_probs(
+            z["lesion_logits"][:, m], z["malignant_logits"][:, m], t_lesion=calibration["lesion_temperature"],
+            t_malig=calibration["malignant_temperature"]))
+    return out
+
+
+def test_sets(model_dir, split_file, data_dirs) -> dict[str, tuple[list[str], np.ndarray]]:
+    """Each training site's held-out test split, scored as files through the served engine."""
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    from classifier.engine import Engine
+
+    from .data import discover
+    from .evaluate import select_split
+
+    engine = Engine(model_dir)
+    out = {}
+    for root in data_dirs:
+        samples, _ = discover(Path(root))
+        chosen, _what = select_split(samples, Path(split_file), "test", Path(root))
+        probs = [engine.predict_bytes(s.path.read_bytes()) for s in tqdm(chosen, desc=f"test {Path(root).name}",
+                                                                           unit="img", leave=False)]
+        out[f"test {Path(root).name}"] = ([s.label for s in chosen],
+                                          np.array([[p[l] for l in LABELS] for p in probs]).reshape(-1, 3))
+    return out
+
+
+def write_section(report_md, text: str) -> None:
+    """Put the section into report.md, replacing an earlier one."""
+    from pathlib import Path
+
+    path = Path(report_md)
+    body = path.read_text() if path.is_file() else ""
+    block = f"{SECTION_START}\n{text}\n{SECTION_END}\n"
+    if SECTION_START in body and SECTION_END in body:
+        head, rest = body.split(SECTION_START, 1)
+        body = head + block + rest.split(SECTION_END, 1)[1].lstrip("\n")
+    else:
+        body = body.rstrip("\n") + "\n\n" + block
+    path.write_text(body)
+
+
+def refresh(model_dir, report_dir, data_dirs) -> dict[str, dict]:
+    """Choose the named points again from a run's saved out-of-site predictions and write them into its
+    model.json (thresholds and what each did out of site) and report (section + plot): for model folders
+    trained before named points existed. The default point's thresholds are the card's own rule's."""
+    import json
+    from pathlib import Path
+
+    from classifier.model_card import CARD_FILE, ModelCard
+
+    model_dir, report_dir = Path(model_dir), Path(report_dir)
+    raw = json.loads((model_dir / CARD_FILE).read_text())
+    calib = raw["extra"]["calibration"]
+    unseen = loso_sets(report_dir, calib)
+    labels = [l for ls, _ in unseen.values() for l in ls]
+    probs = np.concatenate([p for _, p in unseen.values()])
+    points = choose(probs, labels, target_sensitivity=calib["target_sensitivity"],
+                    max_lesions_called_normal=calib["max_lesions_called_normal"])
+    old = raw.get("operating_point") or {}
+    for key in ("malignant_threshold", "normal_threshold"):
+        if old.get(key) is not None and abs(old[key] - points[DEFAULT][key]) > 1e-5:
+            raise ValueError(f"{model_dir}: the {DEFAULT} point's {key} {points[DEFAULT][key]:.6f} is not the "
+                             f"card's {old[key]:.6f}: the saved predictions are not this model's")
+    raw["operating_points"] = describe(points, {k.removeprefix("unseen "): v for k, v in unseen.items()})
+    raw["default_operating_point"] = DEFAULT
+    ModelCard.from_dict(raw).write(model_dir)
+    sets = unseen | test_sets(model_dir, report_dir / "split.json", data_dirs)
+    write_section(report_dir / "report.md", section(points, sets))
+    plot(points, sets, report_dir / "decision_by_site.png")
+    return raw["operating_points"]

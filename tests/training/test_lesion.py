@@ -99,6 +99,12 @@ def test_training_writes_sites_loso_operating_point_and_localisation(trained):
     assert "Scanner X" in loso["site_b"]["devices"]
     op = card["operating_point"]
     assert 0 < op["malignant_threshold"] < 1 and 0.5 <= op["normal_threshold"] <= 1
+    # named points: the default is the card's rule; each says what it did on each unseen site
+    points = card["operating_points"]
+    assert set(points) == {"sensitive", "balanced"} and card["default_operating_point"] == "sensitive"
+    assert points["sensitive"]["malignant_threshold"] == pytest.approx(op["malignant_threshold"], abs=1e-6)
+    assert set(points["balanced"]["out_of_site"]) == {"site_a", "site_b"}
+    assert "sensitivity" in points["balanced"]["out_of_site"]["site_b"]
     assert card["localisation"]["grid"] == 4 and card["preprocessing_id"] == PREPROCESSING_ID
     split = json.loads((trained / "report" / "split.json").read_text())
     for site in split["sites"].values():
@@ -106,9 +112,12 @@ def test_training_writes_sites_loso_operating_point_and_localisation(trained):
         for f in site["files"].values():
             sides.setdefault(f["group"], set()).add(f["split"])
         assert all(len(v) == 1 for v in sides.values())
-    for name in ("report.md", "metrics.json", "site_roc.png", "site_reliability.png", "localisation_examples.png"):
+    for name in ("report.md", "metrics.json", "site_roc.png", "site_reliability.png", "localisation_examples.png",
+                 "decision_by_site.png"):
         assert (trained / "report" / name).stat().st_size > 0
     assert "leave-one-site-out" in (trained / "report" / "report.md").read_text()
+    report = (trained / "report" / "report.md").read_text()
+    assert "## Named operating points" in report and "| test site_a | balanced |" in report
 
 
 def test_served_model_returns_probabilities_heatmap_and_box(trained, two_sites):
