@@ -10,6 +10,7 @@ from pathlib import Path
 from .config import RECIPES, TrainConfig
 from .errors import TrainingError
 from .runs import BUNDLED_MODEL, BUNDLED_REPORT, RUNS
+from .sagemaker_job import add_cloud_args
 
 _DEFAULTS = TrainConfig(data=(Path("."),), out=Path("."), report=Path("."))
 #: Lesion recipe defaults (shared/NOTES.md: 4-10 epochs with the top ~30 % unfrozen helped on a new site;
@@ -21,13 +22,18 @@ def _floats(text: str) -> tuple[float, ...]:
     return tuple(float(v) for v in text.split(",") if v.strip())
 
 
+def _data_arg(text: str) -> Path | str:
+    """A folder, or an s3:// prefix kept as text (a Path would fold its '//'): `train --on sagemaker` takes those."""
+    return text if text.startswith("s3://") else Path(text)
+
+
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(",") if v.strip())
 
 
 def _training_args(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     """Flags shared by `train` and `cv` (both build a TrainConfig from them)."""
-    p.add_argument("--data", type=Path, required=True, action="append",
+    p.add_argument("--data", type=_data_arg, required=True, action="append",
                    help="labelled folder <root>/<class>/*.png (masks <name>_mask*.png beside the images; an optional "
                         "metadata CSV with ID and Case/patient columns groups images by patient). Repeat for "
                         "several sites: --data busi --data busbra (the lesion recipe; frozen takes one)")
@@ -93,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "export the calibrated .tflite, check LiteRT/Keras parity and evaluate once on the "
                                    "test split.")
     _training_args(t, d)
+    add_cloud_args(t)
     t.add_argument("--runs", type=Path, default=RUNS,
                    help="the run goes to a new folder RUNS/<UTC time>-<version>/ (model/ and report/); the bundled "
                         "model is untouched until `promote`")
@@ -118,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "out-of-site predictions reaches this")
     t.add_argument("--no-test", action="store_true",
                    help="explore settings: stop after the validation choices, never touching the test split")
+    t.add_argument("--no-hard-negatives", dest="hard_negatives", action="store_false",
+                   help="lesion recipe: do not add the lesion-free strips of every site's lesion frames as "
+                        "\"no lesion\" frames (docs/training.md)")
 
     c = sub.add_parser("cv", help="k-fold cross-validation of a training config on train + val (never test)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -166,6 +176,36 @@ def build_parser() -> argparse.ArgumentParser:
                                 "(what `adapt` writes)")
     pr.add_argument("--model-dir", type=Path, default=BUNDLED_MODEL, help="the bundled model folder")
     pr.add_argument("--report-dir", type=Path, default=BUNDLED_REPORT, help="the bundled report folder")
+    pr.add_argument("--examples", type=Path, default=Path("examples"),
+                    help="images the pre-traffic check sends to a new Lambda version (their answers are recorded "
+                         "in model.json's pre_traffic)")
+
+    ex = sub.add_parser("expectations", help="record a model's release expectations (drift band, pre-traffic "
+                                             "answers) in its model.json",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                        description="What `promote` does after copying, on a model folder in place: the drift band "
+                                    "(model_training/drift_band.py) from REPORT/loso_predictions.npz and the card, "
+                                    "and the example images' probabilities through the LiteRT engine, both written "
+                                    "into MODEL/model.json (keys drift and pre_traffic). The stack reads them: drift "
+                                    "alarms and the pre-traffic hook (docs/deploy.md).")
+    ex.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="model folder (model.tflite + model.json)")
+    ex.add_argument("--report", type=Path, default=BUNDLED_REPORT, help="its report folder (loso_predictions.npz)")
+    ex.add_argument("--examples", type=Path, default=Path("examples"), help="images for the pre-traffic check")
+
+    op = sub.add_parser("operating-points", help="choose the named operating points (sensitive, balanced) of a "
+                                                 "lesion model from its out-of-site predictions",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                        description="What `train` does for the models it writes, on a model folder trained before "
+                                    "named points existed: the points are chosen again from REPORT/"
+                                    "loso_predictions.npz and the card's calibration (the default, `sensitive`, must "
+                                    "come out as the card's own rule), written into MODEL/model.json with what each "
+                                    "did on each unseen site, and reported (REPORT/report.md section, "
+                                    "decision_by_site.png) with each DATA site's held-out test split scored as served.")
+    op.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="model folder (model.tflite + model.json)")
+    op.add_argument("--report", type=Path, default=BUNDLED_REPORT,
+                    help="its report folder (loso_predictions.npz, split.json, report.md)")
+    op.add_argument("--data", type=Path, action="append", default=[],
+                    help="a training site's folder, for its test split (repeat per site)")
 
     e = sub.add_parser("evaluate", help="evaluate a model directory (tflite as served) on a labelled folder",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -192,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args, **extra) -> TrainConfig:
+    remote = [str(d) for d in args.data if isinstance(d, str)]
+    if remote:
+        raise TrainingError(f"--data {remote[0]}: an S3 prefix trains only as a SageMaker job (train --on sagemaker); "
+                            "locally --data is a folder")
     lesion = args.recipe == "lesion"
     epochs = args.epochs if args.epochs is not None else (LESION_EPOCHS if lesion else _DEFAULTS.epochs)
     unfreeze = args.unfreeze if args.unfreeze is not None else (LESION_UNFREEZE if lesion else _DEFAULTS.unfreeze)
@@ -209,6 +253,13 @@ def _config(args, **extra) -> TrainConfig:
 def _train(args) -> int:
     from . import runs
 
+    if args.on == "sagemaker":  # the same options, as a training job; the run comes back into args.runs
+        from .sagemaker_job import train_on_sagemaker
+
+        run = train_on_sagemaker(args, build_parser())
+        if run is not None:
+            _run_written(run, args.compare_with)
+        return 0
     if (args.out is None) != (args.report is None):
         raise TrainingError("--out and --report go together (or give neither: the run goes to a new run folder)")
     run = None
@@ -217,7 +268,8 @@ def _train(args) -> int:
         args.out, args.report = run / runs.MODEL, run / runs.REPORT
         print(f"run folder: {run} (the bundled model in {runs.BUNDLED_MODEL} is not touched)", flush=True)
     cfg = _config(args, out=args.out, report=args.report, quantize=args.quantize, name=args.name,
-                  cv_folds=args.cv_folds, evaluate_test=not args.no_test, target_sensitivity=args.target_sensitivity)
+                  cv_folds=args.cv_folds, evaluate_test=not args.no_test, target_sensitivity=args.target_sensitivity,
+                  hard_negatives=args.hard_negatives)
     if cfg.recipe == "lesion":
         from .lesion_pipeline import train_lesion
 
@@ -247,15 +299,22 @@ def _train(args) -> int:
               + (f"; non-ultrasound test set refused {rates['reject_rate']:.1%}, flagged "
                  f"{rates['flagged_rate']:.1%}" if {"reject_rate", "flagged_rate"} <= set(rates) else ""), flush=True)
     if run is not None:
-        summary = runs.write_comparison(run, old_dir=args.compare_with)
-        print(f"\nrun written: {run}/ (model/, report/report.md)")
-        if summary:
-            print(summary)
-            print(f"  details: {report}/comparison.md")
-        print(f"try it:      make serve MODEL_DIR={out}\n"
-              f"evaluate:    make evaluate RUN={run}\n"
-              f"ship it:     make promote RUN={run}   (replaces {runs.BUNDLED_MODEL} and {runs.BUNDLED_REPORT})")
+        _run_written(run, args.compare_with)
     return 0
+
+
+def _run_written(run: Path, compare_with: Path) -> None:
+    """The run against the bundled model, and what to do next (a local run and a downloaded SageMaker one)."""
+    from . import runs
+
+    summary = runs.write_comparison(run, old_dir=compare_with)
+    print(f"\nrun written: {run}/ (model/, report/report.md)")
+    if summary:
+        print(summary)
+        print(f"  details: {run / runs.REPORT}/comparison.md")
+    print(f"try it:      make serve MODEL_DIR={run / runs.MODEL}\n"
+          f"evaluate:    make evaluate RUN={run}\n"
+          f"ship it:     make promote RUN={run}   (replaces {runs.BUNDLED_MODEL} and {runs.BUNDLED_REPORT})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,15 +326,33 @@ def main(argv: list[str] | None = None) -> int:
             from .runs import promote, resolve_run
 
             run = resolve_run(args.run)
-            written = promote(run, model_dir=args.model_dir, report_dir=args.report_dir)
+            written = promote(run, model_dir=args.model_dir, report_dir=args.report_dir, examples=args.examples)
             card = json.loads((args.model_dir / "model.json").read_text())
             print(f"promoted {run} -> {args.model_dir} and {args.report_dir} ({len(written)} files): the bundled model "
                   f"is now {card.get('name')} {card.get('version')}")
+            for note in written.notes:
+                print(f"release: {note}")
             if "input_check" not in card:
                 print(f"note: this model has no input check; fit one with `make input-check` (python -m "
                       f"model_training input-check --model {args.model_dir} --data ...)")
             print("next: `make test`, update the numbers quoted in README.md and docs/ (docs/model-card.md, "
                   "docs/training.md), and commit lambda_src/model and reports to ship it")
+        elif args.command == "expectations":
+            from .release_expectations import write_expectations
+
+            for note in write_expectations(args.model, args.report, examples=args.examples):
+                print(f"release: {note}")
+            print(f"written: {args.model / 'model.json'} (drift, pre_traffic)")
+        elif args.command == "operating-points":
+            from .operating_points import refresh
+
+            for name, point in refresh(args.model, args.report, args.data).items():
+                seen = ", ".join(f"{site} sensitivity {m.get('sensitivity') or 0:.3f} specificity "
+                                 f"{m.get('specificity') or 0:.3f}" for site, m in point["out_of_site"].items())
+                print(f"{name}: malignant if p(malignant | lesion) >= {point['malignant_threshold']:.3f} "
+                      f"(out of site: {seen})")
+            print(f"written: {args.model / 'model.json'} (operating_points), {args.report / 'report.md'}, "
+                  f"{args.report / 'decision_by_site.png'}")
         elif args.command == "cv":
             from .crossval import cross_validate
 
@@ -310,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
                                      n_boot=args.bootstrap, split_file=args.split, split_name=args.split_name)
             print(f"scored: {result['scored']}")
             print(metrics_table(result))
+            if result.get("operating_points_section"):
+                print(result["operating_points_section"])
             print(f"written: {args.out}/metrics.json, report.md, plots")
         elif args.command == "input-check":
             from .input_check import run_cli

@@ -23,7 +23,11 @@ from .errors import BadImageDimensions, ClientError, CorruptImage, FrameOutOfRan
 #: serving engine for that model. Letterbox (aspect kept, black bars) instead of squash: scanners
 #: differ in frame shape (BUSI landscape, BUS-BRA portrait), and squashing distorted lesions in a
 #: site-specific way (shared/NOTES.md: "normal" calls on BUS-BRA lesions fell from 36 % to 9 %).
-PREPROCESSING_ID = "rgb-letterbox-bilinear-float255-v2"
+#: v3 adds the grey step the lesion models take first (mean of R, G, B), rounded to 8 bits: exactly the
+#: uint8 grey frames training caches and feeds (model_training.sites), so training input == served input.
+PREPROCESSING_ID = "grey-letterbox-bilinear-uint8-v3"
+#: v2: letterboxed float RGB (the v4 models; they grey in-graph, so v2 differs from v3 by rounding only).
+LETTERBOX_RGB_ID = "rgb-letterbox-bilinear-float255-v2"
 #: Models trained before v2 squash the frame to a square; still served, for old model folders.
 SQUASH_ID = "rgb-squash-bilinear-float255-v1"
 
@@ -211,15 +215,24 @@ def _squash(img: Image.Image, size: int) -> np.ndarray:
 
 def _letterbox(img: Image.Image, size: int) -> np.ndarray:
     """Keep the aspect ratio: the longer side becomes `size`, the rest is black (0) padding, centred."""
-    p = placement(*img.size, size, PREPROCESSING_ID)
+    p = placement(*img.size, size, LETTERBOX_RGB_ID)
     w, h = round(p.scale_x * p.width), round(p.scale_y * p.height)
     out = np.zeros((size, size, 3), dtype=np.float32)
     out[p.top:p.top + h, p.left:p.left + w] = np.asarray(img.resize((w, h), RESAMPLE), dtype=np.float32)
     return out
 
 
+def model_input_grey(img: Image.Image, size: int) -> np.ndarray:
+    """The v3 model input as one (size, size) uint8 grey frame: the letterboxed RGB, averaged, rounded."""
+    return np.rint(_letterbox(img, size).mean(axis=-1)).astype(np.uint8)
+
+
+def _letterbox_grey(img: Image.Image, size: int) -> np.ndarray:
+    return np.repeat(model_input_grey(img, size)[..., None], 3, axis=-1).astype(np.float32)
+
+
 #: preprocessing id -> resize. A model card naming another id is refused at load.
-RESIZERS = {PREPROCESSING_ID: _letterbox, SQUASH_ID: _squash}
+RESIZERS = {PREPROCESSING_ID: _letterbox_grey, LETTERBOX_RGB_ID: _letterbox, SQUASH_ID: _squash}
 
 
 def resize_for_model(img: Image.Image, size: int, preprocessing_id: str = PREPROCESSING_ID) -> np.ndarray:
