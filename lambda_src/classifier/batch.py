@@ -33,7 +33,7 @@ from .model_card import DISCLAIMER, ModelCard
 from .settings import DEFAULT_MODEL_DIR
 
 #: What the serving code decodes (by content; the suffix only picks files out of a folder).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".dcm", ".dicom")
 #: BUSI's segmentation masks (`benign (1)_mask.png`, `_mask_1.png`): skipped, as model_training skips them.
 MASK_RE = re.compile(r"_mask(_\d+)?$", re.IGNORECASE)
 FORMATS = ("csv", "jsonl")
@@ -66,6 +66,8 @@ def prediction(engine, data: bytes, *, heatmap: bool = False) -> dict[str, Any]:
         "model": {"name": card.name, "version": card.version},
         "disclaimer": card.disclaimer or DISCLAIMER,
     }
+    if analysis.dicom is not None:  # the frame scored (the file's default: docs/api.md, "DICOM")
+        body["dicom"] = analysis.dicom.to_dict()
     loc = analysis.localisation
     body["box"] = loc.box if loc is not None else None
     body["peak"] = loc.peak if loc is not None else None
@@ -125,6 +127,15 @@ class Item:
     truth: str | None = None  # the class folder, with --labelled
 
 
+def is_dicom_file(path: Path) -> bool:
+    """DICOM by content (PACS exports often name files by UID, '1.2.840....320', or give no suffix)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
 def is_mask(path: Path) -> bool:
     return MASK_RE.search(path.stem) is not None
 
@@ -139,7 +150,9 @@ def discover(source: Path, *, labelled: bool = False, masks: bool = False) -> li
     if source.is_dir():
         items = []
         for p in sorted(source.rglob("*")):
-            if not p.is_file() or p.suffix.lower() not in IMAGE_SUFFIXES or (not masks and is_mask(p)):
+            if not p.is_file() or (not masks and is_mask(p)):
+                continue
+            if p.suffix.lower() not in IMAGE_SUFFIXES and not is_dicom_file(p):
                 continue
             truth = None
             if labelled:

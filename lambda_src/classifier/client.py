@@ -92,11 +92,13 @@ def read_input(source: str, *, timeout: float, max_bytes: int = DEFAULT_MAX_BODY
 
 
 def encode_request(data: bytes) -> tuple[bytes, str]:
-    """PNG and JPEG go raw (smallest); anything else as JSON base64, and the API judges it."""
+    """PNG, JPEG and DICOM go raw (smallest); anything else as JSON base64, and the API judges it."""
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
         return data, "image/png"
     if data.startswith(b"\xff\xd8\xff"):
         return data, "image/jpeg"
+    if data[128:132] == b"DICM":  # DICOM Part 10: 128-byte preamble, then DICM
+        return data, "application/dicom"
     return json.dumps({"image": base64.b64encode(data).decode("ascii")}).encode(), "application/json"
 
 
@@ -139,19 +141,22 @@ def _json_or_fail(raw: bytes, status: int) -> dict[str, Any]:
     return doc
 
 
-def predict_bytes(endpoint: str, data: bytes, *, api_key: str | None = None, timeout: float = 30.0) -> dict:
+def predict_bytes(endpoint: str, data: bytes, *, api_key: str | None = None, timeout: float = 30.0,
+                  frame: int | None = None) -> dict:
+    """POST /predict; ``frame`` (1-based) picks a DICOM file's frame (``?frame=N``)."""
     body, content_type = encode_request(data)
-    return call(route_url(endpoint, "predict"), method="POST", body=body, content_type=content_type,
-                api_key=api_key, timeout=timeout)
+    url = route_url(endpoint, "predict") + (f"?frame={frame}" if frame is not None else "")
+    return call(url, method="POST", body=body, content_type=content_type, api_key=api_key, timeout=timeout)
 
 
 def predict_sources(endpoint: str, sources: list[str], *, api_key: str | None = None,
-                    timeout: float = 30.0) -> list[Result]:
+                    timeout: float = 30.0, frame: int | None = None) -> list[Result]:
     results = []
     for source in sources:
         try:
             data = read_input(source, timeout=timeout)
-            results.append(Result(source, response=predict_bytes(endpoint, data, api_key=api_key, timeout=timeout)))
+            results.append(Result(source, response=predict_bytes(endpoint, data, api_key=api_key, timeout=timeout,
+                                                                 frame=frame)))
         except ClientFailure as exc:
             results.append(Result(source, error=exc))
     return results
@@ -241,8 +246,12 @@ def main(argv: list[str] | None = None) -> int:
     common.add_argument("--profile", default=None, help="AWS profile for --stack (default: boto3's resolution)")
     common.add_argument("--region", default=None, help="AWS region for --stack (default: boto3's resolution)")
     p_predict = sub.add_parser("predict", parents=[common], help="classify image files or http(s) URLs",
-                               description="Classify PNG/JPEG/BMP files or URLs (downloaded here, on the client).")
+                               description="Classify PNG/JPEG/BMP/DICOM files or URLs (downloaded here, on the "
+                                           "client). DICOM files go raw as application/dicom.")
     p_predict.add_argument("inputs", nargs="+", metavar="IMG_OR_URL")
+    p_predict.add_argument("--frame", type=int, default=None, metavar="N",
+                           help="DICOM: classify frame N (1-based) of each multi-frame file (default: the "
+                                "file's representative frame, else the first)")
     sub.add_parser("health", parents=[common], help="show the service's status and model")
     p_batch = sub.add_parser("batch", parents=[common], help="batch scoring on AWS (needs --stack, -c batch=true)",
                              description="Start the stack's batch state machine on every object under an S3 "
@@ -287,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(doc, indent=2))
         return 0
 
-    results = predict_sources(args.endpoint, args.inputs, api_key=args.api_key, timeout=args.timeout)
+    results = predict_sources(args.endpoint, args.inputs, api_key=args.api_key, timeout=args.timeout,
+                              frame=args.frame)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:

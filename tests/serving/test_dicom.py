@@ -315,3 +315,71 @@ def test_supported_transfer_syntaxes_table_in_the_docs_is_the_code():
     assert {uid: name.strip() for uid, name in rows} == {uid: name for uid, (name, _) in
                                                           dicom.TRANSFER_SYNTAXES.items()}
 
+
+
+# -- the local API over real HTTP (curl), the client CLI, the batch scorer ---------------------------
+
+@pytest.fixture(scope="module")
+def server(service):
+    from classifier.local_api import start_server, stop_server
+
+    srv = start_server(service, port=0, max_body_bytes=service.settings.max_body_bytes)
+    yield srv
+    stop_server(srv)
+
+
+def _curl(*args: str) -> tuple[int, dict]:
+    import shutil
+    import subprocess
+
+    if shutil.which("curl") is None:
+        pytest.skip("needs the curl command")
+    proc = subprocess.run(["curl", "-sS", "-o", "-", "-w", "\n%{http_code}", *args], capture_output=True,
+                          timeout=60, check=True)
+    raw, _, code = proc.stdout.decode().rpartition("\n")
+    return int(code), json.loads(raw)
+
+
+def test_curl_sends_dicom_raw_and_as_a_form_part(server, service, tmp_path):
+    path = tmp_path / "cine.dcm"
+    path.write_bytes(f.dicom([255 - GREY, GREY]))
+    _, want = call(service, with_query(predict_raw(path.read_bytes(), DCM), frame=2))
+    status, body = _curl("-X", "POST", f"{server.url}/predict?frame=2", "-H", f"Content-Type: {DCM}",
+                         "--data-binary", f"@{path}")
+    assert status == 200 and body["probabilities"] == want["probabilities"] and body["dicom"]["frame"] == 2
+    status, body = _curl("-X", "POST", f"{server.url}/predict?frame=2", "-F", f"image=@{path}")
+    assert status == 200 and body["probabilities"] == want["probabilities"]
+    status, body = _curl("-X", "POST", f"{server.url}/predict?frame=9", "-F", f"image=@{path}")
+    assert (status, body["error"]["code"]) == (422, "frame_out_of_range")
+
+
+def test_the_client_sends_dicom_as_application_dicom(server, service, tmp_path, capsys):
+    from classifier import client
+
+    path = tmp_path / "scan.dcm"
+    path.write_bytes(f.dicom([GREY, 255 - GREY]))
+    assert client.encode_request(path.read_bytes()) == (path.read_bytes(), DCM)
+    assert client.main(["predict", str(path), "--frame", "2", "--json", "--endpoint", server.url]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    _, want = call(service, with_query(predict_raw(path.read_bytes(), DCM), frame=2))
+    assert row["ok"] and row["probabilities"] == want["probabilities"] and row["dicom"]["frame"] == 2
+
+
+def test_batch_scores_dicom_files_by_suffix_and_by_content(service, tiny_model_dir, tmp_path):
+    from classifier import batch
+
+    root = tmp_path / "export"
+    (root / "study").mkdir(parents=True)
+    (root / "study" / "a.dcm").write_bytes(f.dicom(GREY))
+    (root / "study" / "1.2.840.113619.2.55.3.320").write_bytes(f.dicom(COLOUR))  # a PACS export's UID name
+    (root / "study" / "ct.dcm").write_bytes(f.dicom(GREY, modality="CT"))
+    (root / "study" / "notes.txt").write_text("not an image")
+    out = tmp_path / "rows.jsonl"
+    batch.run(root, out, model_dir=tiny_model_dir, processes=1, progress=False)
+    rows = {Path(r["path"]).name: r for r in map(json.loads, out.read_text().splitlines())}
+    assert set(rows) == {"a.dcm", "1.2.840.113619.2.55.3.320", "ct.dcm"}
+    for name in ("a.dcm", "1.2.840.113619.2.55.3.320"):
+        _, want = call(service, predict_raw((root / "study" / name).read_bytes(), DCM))
+        assert rows[name]["probabilities"] == want["probabilities"] and rows[name]["dicom"]["frame"] == 1
+    assert rows["ct.dcm"]["error"]["code"] == "unsupported_modality"
+    assert f.PATIENT_NAME not in out.read_text() and f.PATIENT_ID not in out.read_text()
