@@ -208,6 +208,9 @@ class Service:
                 "input_size": card.input_size, "input_dtype": card.input_dtype,
                 "preprocessing_id": card.preprocessing_id, "tflite_sha256": card.tflite_sha256,
                 "backbone": card.backbone, "created_at": card.created_at,
+                "operating_points": {name: {k: op.get(k) for k in ("malignant_threshold", "normal_threshold", "chosen_by")}
+                                     for name, op in card.points().items()},
+                "default_operating_point": card.point()[0],
             },
             "disclaimer": card.disclaimer or DISCLAIMER,
         }

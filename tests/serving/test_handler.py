@@ -144,6 +144,7 @@ def test_health(service, engine):
     assert body["status"] == "ok"
     assert body["model"]["name"] == engine.card.name and body["model"]["labels"] == LABELS
     assert body["model"]["tflite_sha256"] == engine.card.tflite_sha256
+    assert body["model"]["default_operating_point"] in body["model"]["operating_points"]
     assert body["disclaimer"].startswith("Research use only")
 
 
