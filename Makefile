@@ -39,7 +39,7 @@ ADAPT_ARGS ?=
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help install demo test serve train promote data-check weights-check cv evaluate diff audit adapt input-check synth bootstrap deploy destroy bench lint clean
+.PHONY: help install demo test serve train promote expectations data-check weights-check cv evaluate diff audit adapt input-check synth bootstrap deploy destroy bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -82,6 +82,9 @@ train: $(VENV)/.installed data-check weights-check ## train on the site folders 
 promote: $(VENV)/.installed ## make a run the bundled model: make promote RUN=runs/<time>-<version> (or RUN=latest)
 	@test -n "$(RUN)" || { echo "usage: make promote RUN=runs/<time>-<version> (or RUN=latest); runs:"; ls -1 runs 2>/dev/null | grep -E '^[0-9]{8}-' || echo "  none yet: make train"; exit 2; }
 	$(PY) -m model_training promote "$(RUN)"
+
+expectations: $(VENV)/.installed ## record MODEL_DIR's drift band and pre-traffic answers in its model.json (promote does this)
+	$(PY) -m model_training expectations --model $(MODEL_DIR) --report $(REPORT_DIR) --examples examples
 
 cv: $(VENV)/.installed weights-check ## k-fold cross-validation of a frozen-recipe config on CV_DATA's train + val (never test) -> runs/cv
 	$(PY) -m model_training cv --data "$(CV_DATA)" --weights "$(WEIGHTS)" --out runs/cv $(TRAIN_ARGS)

@@ -7,8 +7,9 @@ model.json as plain JSON for a label (name and version) on the stack.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 MODEL_FILES = ("model/model.tflite", "model/model.json")
 # Used only if model.json lacks its disclaimer (the serving package's model card always writes one).
@@ -25,6 +26,8 @@ class BuildContext:
     model_name: str
     model_version: str
     disclaimer: str
+    # The whole card as plain JSON (the release reads its drift band and pre-traffic expectations from it).
+    card: Mapping[str, Any] = field(default_factory=dict)
 
 
 def check_build_context(directory: Path) -> BuildContext:
@@ -52,4 +55,5 @@ def check_build_context(directory: Path) -> BuildContext:
         model_name=str(card.get("name", "unknown")),
         model_version=str(card.get("version", "unknown")),
         disclaimer=str(card.get("disclaimer") or FALLBACK_DISCLAIMER),
+        card=card,
     )

@@ -18,6 +18,13 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: "none": the cheap default stack. "hipaa": cdk-nag's HIPAA Security pack on top of AwsSolutions, with what it
 #: takes to pass it (customer-managed KMS key, the function in an isolated VPC, WAF, ...); see docs/security.md.
 COMPLIANCE_PROFILES = ("none", "hipaa")
+#: How CodeDeploy shifts the `live` alias to a new version (infra/release.py maps each to CodeDeploy's config):
+#: canary = 10 % for 5 minutes then the rest; canary-30m = 10 % for 30 minutes (long enough for the drift alarms'
+#: window to see traffic); linear = 10 % more every minute; all-at-once = no canary (dev stacks).
+DEPLOYMENTS = ("canary", "canary-30m", "linear", "all-at-once")
+#: Who may call predict/health: "key" (the API key when apiKey is true, else open) or "iam" (SigV4-signed
+#: requests from principals with execute-api:Invoke; no API key).
+AUTH_MODES = ("key", "iam")
 #: API Gateway's REST integration timeout: a function running longer is answered 504 while it keeps running (and billing).
 API_GATEWAY_TIMEOUT_SECONDS = 29
 # CloudWatch Logs accepts only these retention periods (days).
@@ -97,6 +104,18 @@ class InfraConfig:
     # Lifecycle of the buckets the stack creates: uploaded images and results expire after these many days.
     batch_input_expiry_days: int = 30
     batch_results_expiry_days: int = 90
+    # Releases (infra/release.py): every deploy publishes a version; CodeDeploy shifts the `live` alias to it
+    # with this config and rolls back when an alarm of the new version fires.
+    deployment: str = "canary"
+    # A hook that sends the bundled examples to the new version before any traffic moves (model.json's pre_traffic).
+    pre_traffic_check: bool = True
+    # Drift alarms (infra/drift_alarms.py): the window their rates are averaged over, and the fewest predictions
+    # in a window for them to judge (fewer: the alarm stays OK; a rate of 3 requests is noise).
+    drift_period_minutes: int = 60
+    drift_min_samples: int = 30
+    # Provisioned concurrency on the alias (0: none, pay per request; N: N warm environments, billed by the hour).
+    provisioned: int = 0
+    auth: str = "key"
     service_name: str = "busi-classifier"
     metrics_namespace: str = "BusiClassifier"
     tags: Mapping[str, str] = field(default_factory=lambda: {"project": "busi-classifier"})
@@ -166,6 +185,16 @@ class InfraConfig:
                f"must be 1024..1073741824, got {self.batch_max_object_bytes}")
         _check(self.batch_input_expiry_days >= 1 and self.batch_results_expiry_days >= 1, "batchInputExpiryDays",
                "batchInputExpiryDays and batchResultsExpiryDays must be >= 1")
+        _check(self.deployment in DEPLOYMENTS, "deployment",
+               f"must be one of {', '.join(DEPLOYMENTS)}, got {self.deployment!r}")
+        _check(self.drift_period_minutes in (5, 10, 15, 30, 60, 120, 180, 360, 720, 1440), "driftPeriodMinutes",
+               f"must be 5, 10, 15, 30, 60, 120, 180, 360, 720 or 1440, got {self.drift_period_minutes}")
+        _check(1 <= self.drift_min_samples <= 100_000, "driftMinSamples",
+               f"must be 1..100000, got {self.drift_min_samples}")
+        _check(0 <= self.provisioned <= 1000, "provisioned", f"must be 0..1000, got {self.provisioned}")
+        _check(self.reserved_concurrency is None or self.provisioned <= self.reserved_concurrency, "provisioned",
+               f"must not exceed reservedConcurrency ({self.reserved_concurrency}), got {self.provisioned}")
+        _check(self.auth in AUTH_MODES, "auth", f"must be one of {', '.join(AUTH_MODES)}, got {self.auth!r}")
         _check(bool(self.service_name), "serviceName", "must not be empty")
         _check(bool(self.metrics_namespace), "metricsNamespace", "must not be empty")
 
@@ -322,6 +351,12 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "batch_max_object_bytes": _as_int,
     "batch_input_expiry_days": _as_int,
     "batch_results_expiry_days": _as_int,
+    "deployment": lambda key, raw: _as_str(key, raw).strip().lower(),
+    "pre_traffic_check": _as_bool,
+    "drift_period_minutes": _as_int,
+    "drift_min_samples": _as_int,
+    "provisioned": _as_int,
+    "auth": lambda key, raw: _as_str(key, raw).strip().lower(),
     "service_name": _as_str,
     "metrics_namespace": _as_str,
     "tags": _as_tags,

@@ -17,6 +17,8 @@ from infra.build_context import BuildContext
 from infra.config import LOG_RETENTION_DAYS, InfraConfig
 from infra.nag import HIPAA, acknowledge
 
+#: The alias the API integration calls and CodeDeploy shifts (the operator commands look it up by this name).
+ALIAS_NAME = "live"
 _ARCHITECTURES = {"x86_64": lambda_.Architecture.X86_64, "arm64": lambda_.Architecture.ARM_64}
 # jsii enums carry names, not day counts.
 _R = logs.RetentionDays
@@ -128,9 +130,26 @@ class ClassifierFunction(Construct):
             vpc=placement.vpc if placement else None,
             vpc_subnets=placement.subnets if placement else None,
             security_groups=[placement.security_group] if placement else None,
+            # Every deploy that changes the image or the configuration publishes a new version; old versions are
+            # kept (RETAIN) so that `make rollback` can point the alias back at the previous one.
+            current_version_options=lambda_.VersionOptions(
+                description=f"model {build_context.model_name} {build_context.model_version}"[:256],
+                removal_policy=RemovalPolicy.RETAIN,
+            ),
         )
         # The function may only be created or updated once the tag it names exists in the repository.
         self.function.node.add_dependency(image_ready)
+        self.version = self.function.current_version
+        # What the API calls. CodeDeploy (infra/release.py) moves it from version to version; provisioned
+        # concurrency (-c provisioned=N) keeps N environments of the alias's version warm.
+        self.alias = lambda_.Alias(
+            self,
+            "Live",
+            alias_name=ALIAS_NAME,
+            version=self.version,
+            description=f"what the API serves: model {build_context.model_name} {build_context.model_version}"[:256],
+            provisioned_concurrent_executions=config.provisioned or None,
+        )
         acknowledge(
             self.role,
             "IAM5[Resource::*]",

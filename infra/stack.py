@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aws_cdk import CfnOutput, Stack, Tags
 from constructs import Construct
 
@@ -9,17 +11,29 @@ from infra.api import ClassifierApi
 from infra.batch import BatchScoring
 from infra.build_context import BuildContext
 from infra.config import InfraConfig
+from infra.dashboard import Dashboard
+from infra.drift_alarms import DriftAlarms
 from infra.function import ClassifierFunction, Placement, log_group
 from infra.image_repository import ImageRepository
 from infra.monitoring import Monitoring
+from infra.release import PreTrafficHook, Release, pre_traffic_expectations
 from infra.security import EncryptionKey, IsolatedNetwork, managed_instead_of_inline
 from infra.waf import WebAcl
 
 
 class ClassifierStack(Stack):
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: InfraConfig, build_context: BuildContext, **kwargs
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: InfraConfig,
+        build_context: BuildContext,
+        project_root: Path | None = None,
+        **kwargs,
     ) -> None:
+        # Relative paths in model.json (the pre-traffic images) are relative to the repository root.
+        project_root = project_root or Path(__file__).resolve().parents[1]
         super().__init__(
             scope,
             construct_id,
@@ -69,7 +83,7 @@ class ClassifierStack(Stack):
             self,
             "Http",
             config=config,
-            function=self.classifier.function,
+            function=self.classifier.alias,  # the API calls the alias; CodeDeploy moves it (infra/release.py)
             disclaimer=build_context.disclaimer,
             encryption_key=key,
         )
@@ -90,6 +104,34 @@ class ClassifierStack(Stack):
             function=self.classifier.function,
             api=self.rest_api.api,
             encryption_key=key,
+        )
+        # Releases: drift alarms of this model version, the pre-traffic hook, CodeDeploy on the alias, the dashboard.
+        self.drift = DriftAlarms(self, "Drift", config=config, card=build_context.card, topic=self.monitoring.topic)
+        self.pre_traffic: PreTrafficHook | None = None
+        if config.pre_traffic_check:
+            expectations, images = pre_traffic_expectations(build_context.card, project_root)
+            self.pre_traffic = PreTrafficHook(
+                self, "PreTraffic", config=config, version=self.classifier.version, expectations=expectations,
+                images=images, encryption_key=key)
+        self.release = Release(
+            self,
+            "Release",
+            config=config,
+            function=self.classifier.function,
+            alias=self.classifier.alias,
+            version=self.classifier.version,
+            topic=self.monitoring.topic,
+            extra_alarms=list(self.drift.alarms.values()),
+            hook=self.pre_traffic.function if self.pre_traffic else None,
+        )
+        self.dashboard = Dashboard(
+            self,
+            "Dashboard",
+            config=config,
+            api=self.rest_api.api,
+            alias=self.classifier.alias,
+            labels=[str(label) for label in build_context.card.get("labels") or ()],
+            alarms=[*self.monitoring.alarms.values(), *self.release.alarms.values(), *self.drift.alarms.values()],
         )
         self.batch: BatchScoring | None = None
         if config.batch:
@@ -116,6 +158,14 @@ class ClassifierStack(Stack):
         )
         CfnOutput(self, "ImageTag", value=self.images.image_tag, description="Image tag (the asset hash) the function runs")
         CfnOutput(self, "FunctionName", value=self.classifier.function.function_name, description="Lambda function")
+        CfnOutput(self, "AliasName", value=self.classifier.alias.alias_name,
+                  description="The alias the API calls (make status / make rollback move and read it)")
+        CfnOutput(self, "DeploymentApplication", value=self.release.application.application_name,
+                  description="CodeDeploy application of the releases")
+        CfnOutput(self, "DeploymentGroup", value=self.release.group.deployment_group_name,
+                  description="CodeDeploy deployment group shifting the alias (canary, rollback on alarm)")
+        CfnOutput(self, "DashboardName", value=self.dashboard.dashboard.dashboard_name,
+                  description="CloudWatch dashboard: traffic, latency, errors, label mix per model version")
         if self.rest_api.api_key is not None:
             CfnOutput(
                 self,

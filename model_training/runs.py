@@ -83,8 +83,17 @@ def copy_atomic(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def promote(run: Path, *, model_dir: Path = BUNDLED_MODEL, report_dir: Path = BUNDLED_REPORT) -> list[Path]:
-    """Copy a run's model over `model_dir` and its report files over `report_dir`; returns what was written.
+class Written(list):
+    """The paths `promote` wrote, with its notes about the release expectations."""
+
+    notes: list[str]
+
+
+def promote(run: Path, *, model_dir: Path = BUNDLED_MODEL, report_dir: Path = BUNDLED_REPORT,
+            examples: Path | None = Path("examples")) -> Written:
+    """Copy a run's model over `model_dir` and its report files over `report_dir`, then record the release
+    expectations in the promoted model.json (drift band, pre-traffic answers of `examples`; None skips that);
+    returns what was written.
 
     Report files the run did not write (other studies under reports/: loso/, adapt/, cv/) are left alone.
     """
@@ -102,6 +111,13 @@ def promote(run: Path, *, model_dir: Path = BUNDLED_MODEL, report_dir: Path = BU
             dst = report_dir / src.relative_to(src_report)
             copy_atomic(src, dst)
             written.append(dst)
+    written = Written(written)
+    written.notes = []
+    if examples is not None:
+        from .release_expectations import write_expectations
+
+        # From the promoted report: a run without its own loso_predictions.npz must not borrow the old model's.
+        written.notes = write_expectations(model_dir, src_report if src_report.is_dir() else run, examples=examples)
     return written
 
 

@@ -32,6 +32,9 @@ ENV_CORS_ORIGINS = "CLASSIFIER_CORS_ORIGINS"
 #: "true": the request log line also holds the label and probabilities. Off by default: with it
 #: on, a prediction sits beside the request id, which API Gateway's access log pairs with the caller's IP.
 ENV_LOG_PREDICTIONS = "CLASSIFIER_LOG_PREDICTIONS"
+#: Drift metrics (classifier/drift_metrics.py) are written once this many requests are buffered (privacy: no
+#: line describes one request); 1 writes every request's values at once.
+ENV_DRIFT_BATCH = "CLASSIFIER_DRIFT_BATCH"
 #: Powertools' own switch; read here too so the handler skips metrics work when it is set.
 ENV_METRICS_DISABLED = "POWERTOOLS_METRICS_DISABLED"
 
@@ -53,6 +56,7 @@ class Settings:
     metrics_enabled: bool = True
     cors_origins: tuple[str, ...] = ()
     log_predictions: bool = False
+    drift_batch: int = 10
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_dir", Path(self.model_dir))
@@ -63,6 +67,8 @@ class Settings:
                 f"{ENV_MAX_BODY_BYTES} must be between 1 and {HARD_MAX_BODY_BYTES:,} "
                 f"(Lambda's 6 MB payload limit after base64), not {self.max_body_bytes:,}"
             )
+        if not 1 <= self.drift_batch <= 100:
+            raise SettingsError(f"{ENV_DRIFT_BATCH} must be between 1 and 100 (EMF's values per metric), not {self.drift_batch}")
         if self.log_level.upper() not in _LOG_LEVELS:
             raise SettingsError(f"{ENV_LOG_LEVEL} must be one of {', '.join(_LOG_LEVELS)}, not {self.log_level!r}")
         object.__setattr__(self, "log_level", self.log_level.upper())
@@ -85,6 +91,7 @@ class Settings:
             metrics_enabled=not _bool(env, ENV_METRICS_DISABLED, False),
             cors_origins=tuple(o.strip() for o in (env.get(ENV_CORS_ORIGINS) or "").split(",") if o.strip()),
             log_predictions=_bool(env, ENV_LOG_PREDICTIONS, False),
+            drift_batch=_int(env, ENV_DRIFT_BATCH, defaults.drift_batch),
         )
 
 

@@ -36,6 +36,9 @@ VARIANT = {
     "removalPolicy": "retain",
     "memoryMb": 3584,
     "logRetentionDays": 90,
+    "deployment": "all-at-once",  # no canary (dev stacks)
+    "preTrafficCheck": False,
+    "provisioned": 2,
 }
 
 
@@ -99,7 +102,12 @@ def synthesize(outdir: Path, overrides: dict[str, Any]) -> Synthesized:
 
 @pytest.fixture(scope="session")
 def lambda_src_copy(tmp_path_factory, tiny_model_dir) -> Path:
-    return copy_lambda_src(tmp_path_factory.mktemp("build") / "lambda_src", tiny_model_dir)
+    """lambda_src/ with the tiny model, made release-ready as `make promote` would (drift band, pre-traffic)."""
+    from tests.release_factory import make_release_ready
+
+    src = copy_lambda_src(tmp_path_factory.mktemp("build") / "lambda_src", tiny_model_dir)
+    make_release_ready(src / "model", tmp_path_factory.mktemp("report"))
+    return src
 
 
 @pytest.fixture(scope="session")

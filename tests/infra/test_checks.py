@@ -25,19 +25,23 @@ EXPECTED_ACKNOWLEDGEMENTS = {
     "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
     "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
     "AwsSolutions-IAM5[Resource::*]",
+    # Releases (infra/release.py): CodeDeploy's own service role, and its grant to invoke the pre-traffic hook.
+    "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSCodeDeployRoleForLambdaLimited]",
 }
+#: With the pre-traffic hook (the default; the variant turns it off): CodeDeploy's grant to invoke it.
+HOOK = {"AwsSolutions-IAM5[Resource::<PreTrafficFunction69D0A421.Arn>:*]"}
 #: Without a web ACL (the default), APIG3 (no WAF) is kept too; the variant (waf=true) and hipaa have one.
 WITHOUT_WAF = {"AwsSolutions-APIG3"}
 ACKNOWLEDGED = {
-    "default_stack": EXPECTED_ACKNOWLEDGEMENTS | WITHOUT_WAF,
+    "default_stack": EXPECTED_ACKNOWLEDGEMENTS | WITHOUT_WAF | HOOK,
     "variant_stack": EXPECTED_ACKNOWLEDGEMENTS,
-    "hipaa_stack": EXPECTED_ACKNOWLEDGEMENTS,
+    "hipaa_stack": EXPECTED_ACKNOWLEDGEMENTS | HOOK,
 }
 #: HIPAA Security findings the hipaa profile keeps (at most 5 rules), and who owns each: "Classifier",
 #: "Copier" (cdk-ecr-deployment's deploy-time copy function) or "Stage". Everything else it fixes.
 HIPAA_ACKNOWLEDGEMENTS = {
-    "HIPAA.Security-LambdaDLQ": {"Classifier", "Copier"},
-    "HIPAA.Security-LambdaInsideVPC": {"Copier"},
+    "HIPAA.Security-LambdaDLQ": {"Classifier", "Copier", "PreTraffic"},
+    "HIPAA.Security-LambdaInsideVPC": {"Copier", "PreTraffic"},
     "HIPAA.Security-APIGWCacheEnabledAndEncrypted": {"Stage"},
     "HIPAA.Security-APIGWSSLEnabled": {"Stage"},
 }
@@ -72,15 +76,15 @@ def test_every_acknowledgement_is_expected_and_explained(request, which):
     assert {s["ruleName"] for s in suppressed} == ACKNOWLEDGED[which]
     for s in suppressed:
         assert len(s["reason"]) >= 80, f"{s['ruleName']}: reason too thin: {s['reason']!r}"
-    # The function's wildcard is X-Ray (and, in the VPC, network interfaces) only; the other IAM5 is the
-    # image-copy library's.
+    # The function's wildcard is X-Ray (and, in the VPC, network interfaces) only; the others are the
+    # image-copy library's and CodeDeploy's grant on the pre-traffic hook's own versions.
     owners = {
         _owner(v["constructPath"])
         for s in suppressed
         if s["ruleName"].startswith("AwsSolutions-IAM5")
         for v in s["violatingConstructs"]
     }
-    assert owners == {"Classifier", "Copier"}, owners
+    assert owners == {"Classifier", "Copier"} | ({"Release"} if which != "variant_stack" else set()), owners
 
 
 def test_hipaa_pack_runs_only_in_the_profile(default_stack: Synthesized, variant_stack: Synthesized):

@@ -52,8 +52,8 @@ def test_one_rotated_customer_managed_key(hipaa_stack: Synthesized):
 def test_log_groups_repository_and_topic_use_the_key(hipaa_stack: Synthesized):
     key_arn = {"Fn::GetAtt": [_key_id(hipaa_stack), "Arn"]}
     groups = hipaa_stack.resources("AWS::Logs::LogGroup")
-    # function, API access logs, image-copy function, VPC flow logs, WAF
-    assert len(groups) == 5
+    # function, API access logs, image-copy function, VPC flow logs, WAF, the pre-traffic hook
+    assert len(groups) == 6
     for name, group in groups.items():
         assert group["Properties"]["KmsKeyId"] == key_arn, name
         assert group["Properties"]["RetentionInDays"] == 30, name
