@@ -142,21 +142,24 @@ def _json_or_fail(raw: bytes, status: int) -> dict[str, Any]:
 
 
 def predict_bytes(endpoint: str, data: bytes, *, api_key: str | None = None, timeout: float = 30.0,
-                  frame: int | None = None) -> dict:
-    """POST /predict; ``frame`` (1-based) picks a DICOM file's frame (``?frame=N``)."""
+                  frame: int | None = None, operating_point: str | None = None) -> dict:
+    """POST /predict; ``frame`` (1-based) picks a DICOM file's frame (``?frame=N``), ``operating_point``
+    the label rule (``?operating_point=NAME``; the model's default when None)."""
     body, content_type = encode_request(data)
-    url = route_url(endpoint, "predict") + (f"?frame={frame}" if frame is not None else "")
+    query = {k: v for k, v in (("frame", frame), ("operating_point", operating_point)) if v is not None}
+    url = route_url(endpoint, "predict") + (f"?{urllib.parse.urlencode(query)}" if query else "")
     return call(url, method="POST", body=body, content_type=content_type, api_key=api_key, timeout=timeout)
 
 
 def predict_sources(endpoint: str, sources: list[str], *, api_key: str | None = None,
-                    timeout: float = 30.0, frame: int | None = None) -> list[Result]:
+                    timeout: float = 30.0, frame: int | None = None,
+                    operating_point: str | None = None) -> list[Result]:
     results = []
     for source in sources:
         try:
             data = read_input(source, timeout=timeout)
             results.append(Result(source, response=predict_bytes(endpoint, data, api_key=api_key, timeout=timeout,
-                                                                 frame=frame)))
+                                                                 frame=frame, operating_point=operating_point)))
         except ClientFailure as exc:
             results.append(Result(source, error=exc))
     return results
@@ -249,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
                                description="Classify PNG/JPEG/BMP/DICOM files or URLs (downloaded here, on the "
                                            "client). DICOM files go raw as application/dicom.")
     p_predict.add_argument("inputs", nargs="+", metavar="IMG_OR_URL")
+    p_predict.add_argument("--operating-point", default=None, metavar="NAME",
+                           help="the label rule: one of the model's named operating points, e.g. sensitive or "
+                                "balanced (default: the model's own; `health` lists them)")
     p_predict.add_argument("--frame", type=int, default=None, metavar="N",
                            help="DICOM: classify frame N (1-based) of each multi-frame file (default: the "
                                 "file's representative frame, else the first)")
@@ -297,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     results = predict_sources(args.endpoint, args.inputs, api_key=args.api_key, timeout=args.timeout,
-                              frame=args.frame)
+                              frame=args.frame, operating_point=args.operating_point)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
