@@ -229,6 +229,14 @@ def test_bundled_model_classifies_the_examples(browser, bundled_api, tmp_path):
             assert _overlay_alpha(page) > 0
         else:
             assert "no localisation" in page.inner_text("#overlay-note")
+    # the operating points come from /health; choosing one changes the rule the label follows
+    page.wait_for_function("() => document.getElementById('operating-point').options.length >= 3")
+    page.select_option("#operating-point", "balanced")
+    page.set_input_files("#file", str(REPO / "examples" / "benign.png"))
+    page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Classified benign.png')")
+    assert page.inner_text("#rule").startswith("Rule (balanced): normal if p(normal) >=")
+    assert "p(malignant | lesion)" in page.inner_text("#decision")
+    page.select_option("#operating-point", "")
     target = Path(os.environ.get("PAGE_SCREENSHOT") or tmp_path / "page.png")
     page.set_input_files("#file", str(REPO / "examples" / "malignant.png"))
     page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Classified malignant.png')")
