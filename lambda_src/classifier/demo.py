@@ -70,6 +70,11 @@ def run(model_dir: Path, examples_dir: Path, *, num_threads: int = 1, out=sys.st
         rule = next((r.response.get("label_rule") for r in ok if r.response.get("label_rule")), None)
         if rule:  # labels follow the model's operating point, not the largest probability
             print(f"Label rule: {rule}", file=out)
+        others = [name for name in (model.get("operating_points") or {}) if name != model.get("default_operating_point")]
+        for name in others:  # the same images under the model's other named points (?operating_point=NAME)
+            again = client.predict_sources(server.url, sources, operating_point=name)
+            labels_at = ", ".join(f"{Path(r.source).name} {r.response['label']}" for r in again if r.error is None)
+            print(f"At ?operating_point={name}: {labels_at}", file=out)
 
         # What a client gets for bad input: a 4xx with a code, never a 5xx.
         try:
