@@ -38,7 +38,7 @@ from classifier.engine import Engine
 from classifier.errors import ClientError
 from classifier.input_check import (FORMAT, STAT_NAMES, InputCheck, encode_array, image_stats)
 from classifier.model_card import CARD_FILE, MODEL_FILE, ModelCard
-from classifier.preprocessing import decode_rgb, placement, resize_for_model
+from classifier.preprocessing import decode_rgb, model_input, placement, resized_rgb
 
 from .data import discover
 from .dedup import thumbnail_vector
@@ -118,12 +118,12 @@ def _groups(names: list[str], patients: dict[str, str], thumbs: np.ndarray) -> l
 def measure(engine: Engine, img) -> tuple[np.ndarray, np.ndarray]:
     """(features, statistics) of one decoded image, exactly as the server computes them."""
     card = engine.card
-    arr = resize_for_model(img, card.input_size, card.preprocessing_id)
-    feats = engine.features(arr)
+    rgb = resized_rgb(img, card.input_size, card.preprocessing_id)  # colour statistics read the RGB, as served
+    feats = engine.features(model_input(rgb, card.preprocessing_id))
     if feats is None:
         raise TrainingError(f"the model in {engine.model_dir} has no feature output; the input check needs one "
                             "(models trained by the lesion recipe have it)")
-    return feats, image_stats(arr, placement(*img.size, card.input_size, card.preprocessing_id))
+    return feats, image_stats(rgb, placement(*img.size, card.input_size, card.preprocessing_id))
 
 
 def load_site(engine: Engine, root: Path, *, max_images: int = 0) -> dict:

@@ -24,7 +24,7 @@ from .pipeline import _weights_id, peak_memory_mb, seed_everything
 from .runs import copy_atomic
 from .report import console_summary
 from .lesion_model import MODEL_KERAS
-from .operating_points import DEFAULT, choose, describe
+from .operating_points import DEFAULT, choose, describe, out_of_site_sets
 from .site_metrics import LABELS, MAX_LESIONS_CALLED_NORMAL, by_device, hierarchical_probs, site_metrics
 from .sites import grid_for, load_sites, mask_grid
 
@@ -105,13 +105,6 @@ def _site_labels(o: OutOfSite, splits: list[SiteSplit]) -> list[str]:
 
 def _op(calib: dict) -> tuple[float, float]:
     return calib["malignant_threshold"], calib["normal_threshold"]
-
-
-def loso_probs(oos, splits, calib) -> dict[str, tuple[list[str], np.ndarray]]:
-    """site -> (labels, calibrated probabilities) of its out-of-site predictions."""
-    return {o.site: (_site_labels(o, splits), hierarchical_probs(o.lesion, o.malig, t_lesion=calib["lesion_temperature"],
-                                                                 t_malig=calib["malignant_temperature"]))
-            for o in oos}
 
 
 def _loso_metrics(oos, splits, calib) -> dict:
@@ -241,7 +234,7 @@ def train_lesion(cfg: TrainConfig) -> dict:
                   weights_source=_weights_id(cfg.weights),
                   dataset_fingerprint=";".join(f"{s.name}={s.fingerprint}" for s in sites),
                   split_counts=_split_counts(splits), operating_point=operating_point, localisation=localisation,
-                  operating_points=describe(calib["points"], loso_probs(oos, splits, calib)),
+                  operating_points=describe(calib["points"], out_of_site_sets(oos, splits, calib)),
                   default_operating_point=DEFAULT)
     write_model(staging, tflite, **common)
     _step("checking LiteRT against Keras on the test images (parity)")

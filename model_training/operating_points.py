@@ -153,6 +153,16 @@ def plot(points: dict[str, dict], sets: dict[str, tuple[list[str], np.ndarray]],
 SECTION_START, SECTION_END = "<!-- operating-points -->", "<!-- /operating-points -->"
 
 
+def out_of_site_sets(oos, splits, calib: dict) -> dict[str, tuple[list[str], np.ndarray]]:
+    """site -> (labels, calibrated probabilities) of a training run's out-of-site predictions (loso.OutOfSite)."""
+    from .site_metrics import hierarchical_probs
+
+    by_name = {sp.site.name: sp.site for sp in splits}
+    return {o.site: ([by_name[o.site].labels[i] for i in o.idx],
+                     hierarchical_probs(o.lesion, o.malig, t_lesion=calib["lesion_temperature"],
+                                        t_malig=calib["malignant_temperature"])) for o in oos}
+
+
 def loso_sets(report_dir, calibration: dict) -> dict[str, tuple[list[str], np.ndarray]]:
     """The run's out-of-site predictions (report/loso_predictions.npz) as calibrated probabilities, by site."""
     from pathlib import Path

@@ -14,7 +14,7 @@ from ai_edge_litert.interpreter import Interpreter
 from .errors import ModelLoadError
 from .localisation import Localisation, localise
 from .model_card import MODEL_FILE, ModelCard
-from .preprocessing import Placement, decode_rgb, placement, resize_for_model
+from .preprocessing import Placement, decode_rgb, model_input, placement, resized_rgb
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +34,7 @@ class Inspection:
     heatmap: np.ndarray | None
     features: np.ndarray | None
     dicom: Any = None
+    rgb: np.ndarray | None = None  # the resized RGB the input was made from (colour, for the input check)
 
     def analysis(self) -> Analysis:
         loc = None if self.heatmap is None else localise(self.heatmap, self.where)
@@ -139,11 +140,12 @@ class Engine:
         for bad images. ``frame`` (1-based) picks a DICOM file's frame."""
         img = decode_rgb(data, frame=frame)
         pre, size = self.card.preprocessing_id, self.card.input_size
-        arr = resize_for_model(img, size, pre)
+        rgb = resized_rgb(img, size, pre)
+        arr = model_input(rgb, pre)
         probs, heat, feats = self._run(arr)
         return Inspection(arr, placement(*img.size, size, pre),
                           {label: float(p) for label, p in zip(self.card.labels, probs)}, heat, feats,
-                          img.info.get("dicom"))
+                          img.info.get("dicom"), rgb)
 
     def analyse(self, data: bytes, *, frame: int | None = None) -> Analysis:
         """Image bytes -> probabilities and where the model looked. Raises a ClientError for bad images."""

@@ -38,6 +38,9 @@ COLOUR_CHROMA = 24.0
 STRIDE = 2
 FORMAT = "l2-normalised features: pca-mahalanobis and residual; robust-z image statistics; v3"
 WARNING = "unusual_input"
+#: A frame whose grey levels (inside the letterbox) spread less than this is blank: refused. The least varied
+#: real frame of the three development sites spreads 15.5 (BUS-BRA; BUSI 27, UCLM 30): a quarter of that.
+BLANK_GREY_STD = 4.0
 
 
 def encode_array(arr: np.ndarray) -> dict:
@@ -82,6 +85,7 @@ class CheckResult:
     stats_distance: float
     warn_threshold: float
     reject_threshold: float
+    blank: bool = False  # the frame's grey levels barely vary (BLANK_GREY_STD)
 
     @property
     def verdict(self) -> str:
@@ -147,12 +151,16 @@ class InputCheck:
         return float(np.max(np.abs(np.asarray(stats, dtype=np.float64) - self.stat_center) / self.stat_scale))
 
     def score(self, features: np.ndarray, image: np.ndarray, where: Any = None) -> CheckResult:
+        stats = image_stats(image, where)
         fd = self.feature_distance(features)
-        sd = self.stats_distance(image_stats(image, where))
+        sd = self.stats_distance(stats)
         score = max(fd, sd / self.stats_q99)
         if not np.isfinite(score):
             score = float("inf")
-        return CheckResult(float(score), fd, sd, self.warn_threshold, self.reject_threshold)
+        blank = bool(stats[STAT_NAMES.index("grey_std")] < BLANK_GREY_STD)
+        if blank:  # nothing to see: refused whatever the fitted score says (the model "finds" lesions there)
+            score = max(score, self.reject_threshold)
+        return CheckResult(float(score), fd, sd, self.warn_threshold, self.reject_threshold, blank)
 
 
 def _positive(value: Any, what: str) -> float:
@@ -162,6 +170,9 @@ def _positive(value: Any, what: str) -> float:
 
 
 def refusal(result: CheckResult) -> NotUltrasound:
+    if result.blank:
+        return NotUltrasound("this image is blank (its grey levels barely vary): there is no breast-ultrasound "
+                             "frame in it to classify")
     return NotUltrasound(
         f"this image does not look like a breast-ultrasound frame (input-check score {result.score:.2f}, "
         f"refused at {result.reject_threshold:.2f}); the model was trained on breast ultrasound only, "
@@ -188,7 +199,7 @@ class CheckedEngine:
 
     def analyse(self, data: bytes, *, frame: int | None = None):
         seen = self._engine.inspect(data, frame=frame)  # one pass: probabilities, heatmap and features
-        result = self.check.score(seen.features, seen.image, seen.where)
+        result = self.check.score(seen.features, seen.image if seen.rgb is None else seen.rgb, seen.where)
         self._local.last = result
         if result.verdict == "reject":
             raise refusal(result)

@@ -227,12 +227,26 @@ def model_input_grey(img: Image.Image, size: int) -> np.ndarray:
     return np.rint(_letterbox(img, size).mean(axis=-1)).astype(np.uint8)
 
 
-def _letterbox_grey(img: Image.Image, size: int) -> np.ndarray:
-    return np.repeat(model_input_grey(img, size)[..., None], 3, axis=-1).astype(np.float32)
+def _grey(rgb: np.ndarray) -> np.ndarray:
+    return np.repeat(np.rint(rgb.mean(axis=-1))[..., None], 3, axis=-1).astype(np.float32)
 
 
 #: preprocessing id -> resize. A model card naming another id is refused at load.
-RESIZERS = {PREPROCESSING_ID: _letterbox_grey, LETTERBOX_RGB_ID: _letterbox, SQUASH_ID: _squash}
+RESIZERS = {PREPROCESSING_ID: _letterbox, LETTERBOX_RGB_ID: _letterbox, SQUASH_ID: _squash}
+#: preprocessing id -> the step from the resized RGB to the model input (v3 greys it; the others feed RGB).
+FINISHERS = {PREPROCESSING_ID: _grey}
+
+
+def resized_rgb(img: Image.Image, size: int, preprocessing_id: str = PREPROCESSING_ID) -> np.ndarray:
+    """The resized RGB frame (size, size, 3) float32 the model input is made from: what the input check's
+    colour statistics read (the v3 input is grey, so it no longer shows a photograph's colours)."""
+    return RESIZERS[preprocessing_id](img, size)
+
+
+def model_input(rgb: np.ndarray, preprocessing_id: str = PREPROCESSING_ID) -> np.ndarray:
+    """``resized_rgb``'s output -> the model input."""
+    finish = FINISHERS.get(preprocessing_id)
+    return rgb if finish is None else finish(rgb)
 
 
 def resize_for_model(img: Image.Image, size: int, preprocessing_id: str = PREPROCESSING_ID) -> np.ndarray:
@@ -241,7 +255,7 @@ def resize_for_model(img: Image.Image, size: int, preprocessing_id: str = PREPRO
     The backbone's own normalisation lives inside the model graph, so this is
     all the preprocessing there is.
     """
-    return RESIZERS[preprocessing_id](img, size)
+    return model_input(resized_rgb(img, size, preprocessing_id), preprocessing_id)
 
 
 def preprocess(data: bytes, size: int, preprocessing_id: str = PREPROCESSING_ID) -> np.ndarray:
