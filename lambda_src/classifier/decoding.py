@@ -190,12 +190,7 @@ def decode_jpeg(data: bytes, header_img: Image.Image) -> Image.Image:
     if (width, height) != header_img.size:
         raise CorruptImage("the JPEG's frame size is inconsistent")
     if colourspace in ("Gray", "YCbCr") and header_img.mode in ("L", "RGB"):
-        target = "GRAY" if header_img.mode == "L" else "RGB"
-        try:
-            arr = simplejpeg.decode_jpeg(data, colorspace=target, strict=True)
-        except ValueError as exc:
-            raise CorruptImage(f"the JPEG data is corrupt or truncated ({_short(exc)})") from None
-        img = Image.fromarray(arr[..., 0] if target == "GRAY" else arr, mode=header_img.mode)
+        img = Image.fromarray(_strict_pixels(data, header_img.mode), mode=header_img.mode)
         img.info["exif_orientation"] = _exif_orientation(header_img)
         return img
     # CMYK, YCCK, ...: the strict check at 1/8 scale, then Pillow's decoder (which handles Adobe CMYK).
@@ -227,7 +222,27 @@ def decode_jpeg_pixels(data: bytes, *, width: int, height: int, samples: int) ->
         raise CorruptImage(f"the encapsulated JPEG has {len(header_img.getbands())} component(s); "
                            f"the DICOM header declares {samples}")
     check_work(info, width, height)
-    return np.asarray(decode_jpeg(data, header_img))
+    import simplejpeg
+
+    try:
+        colourspace = simplejpeg.decode_jpeg_header(data)[2]
+    except ValueError as exc:
+        raise CorruptImage(f"the encapsulated JPEG header could not be read ({_short(exc)})") from None
+    if colourspace not in ("Gray", "YCbCr"):  # e.g. an Adobe RGB-transform JPEG: Pillow's decoder, as for bodies
+        return np.asarray(decode_jpeg(data, header_img))
+    return _strict_pixels(data, header_img.mode)
+
+
+def _strict_pixels(data: bytes, mode: str) -> np.ndarray:
+    """simplejpeg's strict decode of a greyscale ('L') or YCbCr ('RGB') JPEG: (H, W) or (H, W, 3) uint8."""
+    import simplejpeg
+
+    target = "GRAY" if mode == "L" else "RGB"
+    try:
+        arr = simplejpeg.decode_jpeg(data, colorspace=target, strict=True)
+    except ValueError as exc:
+        raise CorruptImage(f"the JPEG data is corrupt or truncated ({_short(exc)})") from None
+    return arr[..., 0] if target == "GRAY" else arr
 
 
 def _exif_orientation(img: Image.Image) -> int:

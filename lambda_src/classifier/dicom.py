@@ -6,7 +6,8 @@ JPEG inside a DICOM file meets every JPEG limit. What is checked, in this order,
 a DICOM preamble (``not_dicom``), the transfer syntax (``TRANSFER_SYNTAXES``, else
 ``unsupported_transfer_syntax``), the modality (``US`` only, else ``unsupported_modality``), then rows x
 columns x samples x bits (the PNG/JPEG limits of ``preprocessing``) and the frame count
-(``MAX_FRAMES``); native pixel data must hold exactly the bytes its header declares.
+(``MAX_FRAMES``); native pixel data must hold exactly the bytes its header declares. Parsing itself stops
+at ``MAX_ELEMENTS`` data elements.
 
 The pixels become 8-bit by fixed rules (docs/api.md, "DICOM"): grey samples go through the modality LUT
 (rescale slope/intercept, or a Modality LUT Sequence) and the first VOI window when one is present,
@@ -48,6 +49,9 @@ JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 MODALITY = "US"
 #: Frames per file. A cine loop is tens to a few hundred; only the one asked for is decoded.
 MAX_FRAMES = 10_000
+#: Data elements per file, sequence items' included. pydicom parses each in Python (~3 us): a 4.5 MB body of
+#: 8-byte elements would cost seconds. An ultrasound file has tens to a few thousand (vendor private data).
+MAX_ELEMENTS = 20_000
 #: Photometric interpretations decoded (PALETTE COLOR, YBR_ICT/RCT need other decoders).
 PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422")
 #: Modality codes that may be named in an error message (DICOM PS3.3 C.7.3.1.1.1 defined terms): a value
@@ -59,6 +63,22 @@ _KNOWN_MODALITIES = frozenset(
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 #: The DICOM preamble is 128 bytes, then "DICM".
 _MAGIC_AT, _MAGIC = 128, b"DICM"
+
+
+class _BoundedReader(io.BytesIO):
+    """The body for pydicom, refusing the file once parsing has read more than MAX_ELEMENTS elements'
+    worth (pydicom reads each element's header and its value: two reads)."""
+
+    def __init__(self, data: bytes):
+        super().__init__(data)
+        self.reads = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.reads += 1
+        if self.reads > 2 * MAX_ELEMENTS + 16:  # + the preamble and file meta reads
+            raise UnsupportedImage(f"the DICOM file has more than {MAX_ELEMENTS:,} data elements; the limit is "
+                                   f"{MAX_ELEMENTS:,}")
+        return super().read(size)
 
 
 def is_dicom(data: bytes) -> bool:
@@ -96,9 +116,11 @@ def read(data: bytes, *, frame: int | None = None) -> DicomFrame:
         # pydicom warns about odd values instead of failing; everything that matters is checked here.
         warnings.simplefilter("ignore")
         try:
-            ds = pydicom.dcmread(io.BytesIO(data))
+            ds = pydicom.dcmread(_BoundedReader(data))
         except InvalidDicomError:
             raise NotDicom("the data is not a DICOM file") from None
+        except ClientError:
+            raise
         except Exception as exc:  # struct/EOF/recursion errors on broken or hostile headers
             raise CorruptImage(f"the DICOM header could not be read ({type(exc).__name__})") from None
         try:
@@ -248,12 +270,16 @@ def _grey_to_uint8(arr: np.ndarray, ds: Any, stored: int, invert: bool) -> np.nd
     if invert:
         out = 1.0 - out
     lut = np.rint(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
+    if arr.dtype == np.uint8 and lut.size == 256 and np.array_equal(lut, np.arange(256)):
+        return arr  # 8-bit, no rescale or window: already the output (most ultrasound)
     flat = arr.reshape(-1)
     result = np.empty(flat.shape, dtype=np.uint8)
     step = 1 << 22  # ~4 M samples per block: no int64 copy of a whole 16-bit frame
     for start in range(0, flat.size, step):
-        block = flat[start:start + step].astype(np.int64) - lo
-        result[start:start + step] = lut[np.clip(block, 0, lut.size - 1)]
+        block = flat[start:start + step]
+        if lo:  # signed: shift onto 0.. in 32 bits
+            block = block.astype(np.int32) - lo
+        result[start:start + step] = lut[np.minimum(block, lut.size - 1)]
     return result.reshape(arr.shape)
 
 

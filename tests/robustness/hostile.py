@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from classifier.decoding import MAX_JPEG_SCANS, MAX_SEGMENTS, MAX_WIDE_PIXELS
+from classifier.dicom import MAX_ELEMENTS
 from classifier.preprocessing import MAX_IMAGE_PIXELS
 
 #: Sides just under the pixel limits (square frames).
@@ -186,6 +187,87 @@ def bmp_short_data(width: int = 4000, height: int = 4000) -> bytes:
     return b"BM" + struct.pack("<IHHI", 54 + 3000, 0, 0, 54) + info + bytes(3000)
 
 
+# -- DICOM --------------------------------------------------------------------------------------------
+
+
+def _dicom(pixels: np.ndarray, **kw) -> bytes:
+    from tests import dicom_factory
+
+    return dicom_factory.dicom(pixels, **kw)
+
+
+def _set(**values):
+    def edit(ds):
+        for key, value in values.items():
+            setattr(ds, key, value)
+    return edit
+
+
+def dicom_declared(**values) -> bytes:
+    """A small valid file whose header then declares other sizes (rows, columns, frames, bits): a tiny
+    body claiming gigabytes."""
+    return _dicom(_texture(64, 64), extra=_set(**values))
+
+
+def dicom_jpeg(jpeg: bytes, width: int, height: int, *, colour: bool = False) -> bytes:
+    """A JPEG Baseline DICOM file around these JPEG bytes (a bomb or a damaged frame)."""
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    def put(ds):
+        ds.Rows, ds.Columns = height, width
+        ds.PixelData = encapsulate([jpeg])
+        if colour:
+            ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "YBR_FULL_422", 0
+
+    return _dicom(_texture(64, 64), syntax=JPEGBaseline8Bit, extra=put)
+
+
+def dicom_rle(pixels: np.ndarray) -> bytes:
+    from pydicom.uid import RLELossless
+
+    return _dicom(pixels, syntax=RLELossless)
+
+
+def dicom_rle_short_runs(max_bytes: int = 4_400_000) -> bytes:
+    """The most RLE runs a body can hold (2-byte runs of 2 pixels): pydicom's decoder loops per run."""
+    rows = max_bytes // 2000
+    return dicom_rle(np.tile(np.array([0, 0, 255, 255], np.uint8), (rows, 500)))
+
+
+def dicom_rle_cut() -> bytes:
+    """An RLE frame whose segment is cut to a tenth: decoded short."""
+    from pydicom.encaps import encapsulate, generate_frames
+
+    def cut(ds):
+        (frame,) = list(generate_frames(ds.PixelData, number_of_frames=1))
+        ds.PixelData = encapsulate([frame[: len(frame) // 10 + (len(frame) // 10) % 2]])
+
+    from pydicom.uid import RLELossless
+
+    return _dicom(_texture(2000, 1500), syntax=RLELossless, extra=cut)
+
+
+def _before_pixel_data(data: bytes, insert: bytes) -> bytes:
+    at = data.rindex(b"\xe0\x7f\x10\x00")  # (7FE0,0010) Pixel Data, explicit VR little endian
+    return data[:at] + insert + data[at:]
+
+
+def dicom_element_flood(max_bytes: int = 4_400_000) -> bytes:
+    """Hundreds of thousands of tiny private elements before the pixels: each is parsed in Python."""
+    n = max_bytes // 12
+    per_group = 0xE000  # elements 1000..EFFF of the odd (private) groups 7FD1..7FDD, in ascending order
+    elems = b"".join(struct.pack("<HH2sH", 0x7FD1 + 2 * (i // per_group), 0x1000 + i % per_group, b"LO", 4)
+                     + b"ABCD" for i in range(n))
+    return _before_pixel_data(_dicom(_texture(96, 80)), elems)
+
+
+def dicom_deep_nesting(depth: int = 100_000) -> bytes:
+    """Sequences nested 100,000 deep (undefined lengths, no delimiters) before the pixels."""
+    one = struct.pack("<HH2sHI", 0x7FDF, 0x0010, b"SQ", 0, 0xFFFFFFFF) + struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
+    return _before_pixel_data(_dicom(_texture(96, 80)), one * depth)
+
+
 def event(case: Case, data: bytes) -> dict:
     """The REST proxy event API Gateway would send for this case (raw body, or JSON for BMP)."""
     import base64
@@ -204,7 +286,7 @@ def event(case: Case, data: bytes) -> dict:
 
 # -- the corpus ---------------------------------------------------------------------------------------
 
-PNG, JPEG = "image/png", "image/jpeg"
+PNG, JPEG, DICOM = "image/png", "image/jpeg", "application/dicom"
 CORPUS: list[Case] = [
     # progressive-JPEG work
     Case("jpeg-scan-bomb-2000-repeats-40mp", lambda: scan_bomb(SIDE_40MP, 2000), JPEG, 400, "unsupported_image"),
@@ -247,4 +329,31 @@ CORPUS: list[Case] = [
     Case("bmp-rle8-bomb", bmp_rle8_bomb, "json", 400, "unsupported_image"),
     Case("bmp-rle4", bmp_rle4, "json", 400, "unsupported_image"),
     Case("bmp-truncated-rows", bmp_short_data, "json", 400, "corrupt_image"),
+    # DICOM: sizes from the header are checked before any pixel; JPEG frames meet the JPEG limits
+    Case("dicom-declares-65535x65535", lambda: dicom_declared(Rows=65535, Columns=65535), DICOM, 422,
+         "bad_image_dimensions"),
+    Case("dicom-declares-2147483647-frames", lambda: dicom_declared(NumberOfFrames=2**31 - 1), DICOM, 422,
+         "bad_image_dimensions"),
+    Case("dicom-declares-40mp-holds-8kb", lambda: dicom_declared(Rows=SIDE_40MP, Columns=SIDE_40MP), DICOM, 400,
+         "corrupt_image"),
+    Case("dicom-16bit-declares-40mp", lambda: dicom_declared(Rows=SIDE_40MP, Columns=SIDE_40MP, BitsAllocated=16,
+                                                              BitsStored=16), DICOM, 422, "bad_image_dimensions"),
+    Case("dicom-rgb-declares-3000-frames-of-40mp-holds-4kb",
+         lambda: dicom_declared(Rows=SIDE_40MP, Columns=SIDE_40MP, NumberOfFrames=3000, SamplesPerPixel=3,
+                                PhotometricInterpretation="RGB", PlanarConfiguration=0), DICOM, 400, "corrupt_image"),
+    Case("dicom-jpeg-scan-bomb-2000-repeats-40mp", lambda: dicom_jpeg(scan_bomb(SIDE_40MP, 2000), SIDE_40MP,
+                                                                     SIDE_40MP), DICOM, 400, "unsupported_image"),
+    Case("dicom-jpeg-cut-30pc-with-eoi", lambda: dicom_jpeg(jpeg_cut_with_eoi(), 400, 300, colour=True), DICOM, 400,
+         "corrupt_image"),
+    Case("dicom-jpeg-baseline-40mp", lambda: dicom_jpeg(_encode(Image.fromarray(_checker(SIDE_40MP)), "JPEG",
+                                                                quality=90), SIDE_40MP, SIDE_40MP), DICOM, 200,
+         None, heavy=True),
+    Case("dicom-rle-40mp-flat", lambda: dicom_rle(np.full((SIDE_40MP, SIDE_40MP), 128, np.uint8)), DICOM, 200,
+         None, heavy=True),
+    Case("dicom-rle-4mb-of-short-runs", dicom_rle_short_runs, DICOM, 200, None, heavy=True),
+    Case("dicom-rle-segment-cut", dicom_rle_cut, DICOM, 400, "corrupt_image"),
+    Case("dicom-element-flood-4mb", dicom_element_flood, DICOM, 400, "unsupported_image"),
+    Case("dicom-elements-at-the-limit", lambda: dicom_element_flood(12 * (MAX_ELEMENTS - 100)), DICOM, 200, None,
+         heavy=True),
+    Case("dicom-sequences-nested-100000-deep", dicom_deep_nesting, DICOM, 400, "corrupt_image"),
 ]
