@@ -207,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument("--data", type=Path, action="append", default=[],
                     help="a training site's folder, for its test split (repeat per site)")
 
+    mc = sub.add_parser("model-card", help="write docs/model-card.md from a model's model.json (promote does it)",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    mc.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="model folder (model.tflite + model.json)")
+    mc.add_argument("--out", type=Path, default=Path("docs/model-card.md"), help="the page to write")
+
     e = sub.add_parser("evaluate", help="evaluate a model directory (tflite as served) on a labelled folder",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        description="Score a labelled folder through the served path (LiteRT, serving preprocessing, "
@@ -335,14 +340,22 @@ def main(argv: list[str] | None = None) -> int:
             if "input_check" not in card:
                 print(f"note: this model has no input check; fit one with `make input-check` (python -m "
                       f"model_training input-check --model {args.model_dir} --data ...)")
-            print("next: `make test`, update the numbers quoted in README.md and docs/ (docs/model-card.md, "
-                  "docs/training.md), and commit lambda_src/model and reports to ship it")
+            if args.model_dir.resolve() == BUNDLED_MODEL.resolve():
+                from .model_card_doc import write as write_model_card
+
+                print(f"written: {write_model_card(args.model_dir)} (from the promoted model.json)")
+            print("next: `make test`, update the numbers quoted in README.md and docs/training.md, and commit "
+                  "lambda_src/model, reports and docs/model-card.md to ship it")
         elif args.command == "expectations":
             from .release_expectations import write_expectations
 
             for note in write_expectations(args.model, args.report, examples=args.examples):
                 print(f"release: {note}")
             print(f"written: {args.model / 'model.json'} (drift, pre_traffic)")
+        elif args.command == "model-card":
+            from .model_card_doc import write
+
+            print(f"written: {write(args.model, args.out)}")
         elif args.command == "operating-points":
             from .operating_points import refresh
 
