@@ -58,7 +58,9 @@ class ClassifierApi(Construct):
                 apigw.CorsOptions(
                     allow_origins=list(config.cors_origins),
                     allow_methods=["GET", "POST", "OPTIONS"],
-                    allow_headers=["Content-Type", "X-Api-Key"],
+                    # SigV4's headers too with auth=iam.
+                    allow_headers=["Content-Type", "X-Api-Key"]
+                    + (["Authorization", "X-Amz-Date", "X-Amz-Security-Token"] if config.auth == "iam" else []),
                 )
                 if config.cors_origins
                 else None
@@ -85,16 +87,21 @@ class ClassifierApi(Construct):
                 properties={"image": apigw.JsonSchema(type=apigw.JsonSchemaType.STRING, min_length=1)},
             ),
         )
+        # auth=iam: SigV4-signed calls from principals granted execute-api:Invoke, instead of the API key.
+        iam_auth = config.auth == "iam"
+        key_required = config.api_key and not iam_auth
+        authorization = apigw.AuthorizationType.IAM if iam_auth else None
         self.predict_method = self.api.root.add_resource("predict").add_method(
             "POST",
             integration,
-            api_key_required=config.api_key,
+            api_key_required=key_required,
+            authorization_type=authorization,
             request_validator=validator,
             request_parameters={"method.request.header.Content-Type": True},
             request_models={"application/json": json_request},
         )
         self.health_method = self.api.root.add_resource("health").add_method(
-            "GET", integration, api_key_required=config.api_key
+            "GET", integration, api_key_required=key_required, authorization_type=authorization
         )
         # The page to try the model (static HTML from the function; it asks for the API key and sends it with its
         # own calls to predict/health, so the page itself needs none).
@@ -103,7 +110,7 @@ class ClassifierApi(Construct):
         self._acknowledge_findings(config=config)
 
         self.api_key: apigw.IApiKey | None = None
-        if config.api_key:
+        if key_required:
             plan = self.api.add_usage_plan(
                 "UsagePlan",
                 name=f"{config.stack_name}-default",
@@ -194,7 +201,12 @@ class ClassifierApi(Construct):
                 "policy scoped to this API's ARN; the certificate would never be presented to anything.",
                 pack=HIPAA,
             )
-        if config.api_key:
+        if config.auth == "iam":
+            why = (
+                "auth=iam: predict and health take only SigV4-signed requests from IAM principals this account "
+                "grants execute-api:Invoke on the API; callers are AWS identities, so no Cognito user pool is needed."
+            )
+        elif config.api_key:
             why = (
                 "Callers (a research team's scripts and notebooks) are identified by an API key from a usage plan "
                 "(apiKey=true) with per-key throttle and quota; nothing is stored per user. Put an IAM or Cognito "
@@ -206,7 +218,8 @@ class ClassifierApi(Construct):
                 "bounded only by stage throttling. The default (apiKey=true) requires a usage-plan API key."
             )
         for method in (self.predict_method, self.health_method):
-            acknowledge(method, "APIG4", why)
+            if config.auth != "iam":  # with IAM authorisation APIG4 (no authorisation) does not apply
+                acknowledge(method, "APIG4", why)
             acknowledge(method, "COG4", why)
         page = ("GET / returns the same static HTML page to everyone (no data, no model output, no image); the page "
                 "asks for the API key and sends it with its own calls to the protected predict and health routes.")

@@ -42,7 +42,7 @@ def proxy_event(image: bytes, index: int) -> dict:
     }
 
 
-def load_expectations(folder: Path = HERE) -> dict:
+def load_expectations(folder: Path) -> dict:
     return json.loads((folder / EXPECTATIONS).read_text(encoding="utf-8"))
 
 
@@ -95,7 +95,7 @@ def check_response(response: Any, image: dict, expected: dict) -> list[str]:
     return problems
 
 
-def run_checks(lambda_client: Any, target: str, expected: dict, folder: Path = HERE) -> list[str]:
+def run_checks(lambda_client: Any, target: str, expected: dict, folder: Path) -> list[str]:
     """Invoke ``target`` once per recorded image; every problem found (an empty list means all passed)."""
     problems = []
     if not expected.get("images"):
@@ -129,7 +129,7 @@ def handler(event: dict, context: Any, *, lambda_client: Any = None, codedeploy_
         codedeploy_client = codedeploy_client or boto3.client("codedeploy")
     status, problems = "Failed", []
     try:
-        problems = run_checks(lambda_client, os.environ["TARGET_VERSION_ARN"], load_expectations())
+        problems = run_checks(lambda_client, os.environ["TARGET_VERSION_ARN"], load_expectations(HERE), HERE)
         status = "Succeeded" if not problems else "Failed"
     except Exception as exc:  # any fault fails the deployment (reported below), never leaves it hanging
         problems = [f"the check itself failed: {type(exc).__name__}: {exc}"]

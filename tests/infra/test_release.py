@@ -160,3 +160,19 @@ def test_bad_release_settings_are_refused(key, value):
 def test_provisioned_cannot_exceed_the_reserved_cap():
     with pytest.raises(ConfigError, match="provisioned"):
         InfraConfig.from_context({"provisioned": "11", "reservedConcurrency": "10"}.get)
+
+
+def test_auth_iam_signs_predict_and_health_instead_of_an_api_key(tmp_path_factory, lambda_src_copy):
+    from tests.infra.conftest import synthesize
+
+    stack = synthesize(tmp_path_factory.mktemp("cdk_iam"), {"lambdaSrc": str(lambda_src_copy), "auth": "iam",
+                                                             "deployment": "canary-30m"})
+    methods = {m["Properties"]["HttpMethod"] + " " + json.dumps(m["Properties"]["ResourceId"]): m["Properties"]
+               for m in stack.resources("AWS::ApiGateway::Method").values()}
+    auth = sorted(p["AuthorizationType"] for p in methods.values())
+    assert auth == ["AWS_IAM", "AWS_IAM", "NONE"]  # predict and health signed; the static page open
+    assert all(p["ApiKeyRequired"] is False for p in methods.values())
+    assert not stack.resources("AWS::ApiGateway::ApiKey") and not stack.resources("AWS::ApiGateway::UsagePlan")
+    assert stack.only("AWS::CodeDeploy::DeploymentGroup")["Properties"]["DeploymentConfigName"] == \
+        "CodeDeployDefault.LambdaCanary10Percent30Minutes"
+    assert stack.report is not None and all(r["conclusion"] == "success" for r in stack.report["pluginReports"])
