@@ -39,7 +39,7 @@ ADAPT_ARGS ?=
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help install demo test serve train promote expectations data-check weights-check cv evaluate diff audit adapt input-check synth bootstrap deploy destroy bench lint clean
+.PHONY: help install demo test serve train promote expectations data-check weights-check cv evaluate diff audit adapt input-check synth bootstrap deploy destroy status rollback bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -127,6 +127,16 @@ STACK ?=
 smoke: $(VENV)/.installed ## check the deployed stack STACK (URL and API key looked up with boto3)
 	@test -n "$(STACK)" || { echo "usage: make smoke STACK=<stack name> [AWS_PROFILE=...] [AWS_REGION=...]"; exit 2; }
 	$(PY) -m classifier.smoke --stack "$(STACK)" --model $(MODEL_DIR) --examples examples
+
+# After a deploy (docs/deploy.md): what the live alias serves and the alarms; roll a release back.
+status: $(VENV)/.installed ## deployed stack STACK: model version per alias version, traffic weights, deployment, alarms
+	@test -n "$(STACK)" || { echo "usage: make status STACK=<stack name> [AWS_PROFILE=...] [AWS_REGION=...]"; exit 2; }
+	$(PY) -m infra.operate status --stack "$(STACK)"
+
+TO ?=
+rollback: $(VENV)/.installed ## stop a canary in progress with rollback, else point STACK's alias at the previous version (TO=N)
+	@test -n "$(STACK)" || { echo "usage: make rollback STACK=<stack name> [TO=<version>] [AWS_PROFILE=...]"; exit 2; }
+	$(PY) -m infra.operate rollback --stack "$(STACK)" $(if $(TO),--to "$(TO)")
 
 # The CDK CLI pinned in package.json, run with the venv's python3 first on PATH (cdk.json: "python3 app.py").
 # Extra CLI arguments: make deploy CDK_ARGS="-c apiKey=false -c architecture=arm64".

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("inference", "cold", "api", "training", "sizes", "hostile", "overhead", "batch")
+SECTIONS = ("inference", "cold", "api", "training", "sizes", "hostile", "overhead", "batch", "drift")
 
 
 def parse_levels(text: str) -> dict[int, int]:
@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from . import api_load, cold_start, environment, hostile, inference, report, sizes, training_cost
     from . import batch as batch_bench
+    from . import drift_overhead
     from .images import load_images
 
     card = ModelCard.load(model_dir)
@@ -107,10 +108,13 @@ def main(argv: list[str] | None = None) -> int:
         ("api_overhead", lambda: hostile.run_overhead(model_dir=model_dir, images=images, log_dir=args.cache,
                                                       requests=60 if args.quick else 400)),
         ("batch", lambda: batch_bench.run(model_dir=model_dir, data=args.data)),
+        ("drift_metrics", lambda: drift_overhead.run(model_dir=model_dir, images=images,
+                                                     requests=40 if args.quick else 300,
+                                                     calls=2000 if args.quick else 20000)),
     ]
     section_of = {"inference": "inference", "cold_start": "cold", "local_api": "api",
                   "training": "training", "sizes": "sizes", "hostile": "hostile", "api_overhead": "overhead",
-                  "batch": "batch"}
+                  "batch": "batch", "drift_metrics": "drift"}
     for key, step in steps:
         if section_of[key] not in sections:
             continue

@@ -1,4 +1,5 @@
-"""Drift signals: what the model sees and says, as CloudWatch EMF metrics, aggregated before they are written.
+"""Drift signals: what the model sees and says, as CloudWatch EMF metrics, aggregated before they are written
+(EMF: https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html).
 
 Per /predict request that reached the model: the label (one 0/1 metric per label, Predicted<Label>, so a
 window's Average is that label's share), the top probability, and the input check's score and verdict
@@ -16,10 +17,11 @@ Lambda recycles it, which a rate over a window of many requests can afford.
 
 from __future__ import annotations
 
+import json
+import sys
 import threading
+import time
 from dataclasses import dataclass, field
-
-from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 #: The metric names the stack's alarms and dashboard use (model_training/drift_band.py names them too).
 LABEL_METRIC = "Predicted{}"
@@ -86,13 +88,20 @@ class DriftMetrics:
         blobs = [({"operating_point": op}, metrics) for op, metrics in buf.labels.items()]
         if buf.checks:
             blobs.append(({}, buf.checks))
+        timestamp = int(time.time() * 1000)
         for dimensions, metrics in blobs:
-            emf = EphemeralMetrics(namespace=self.namespace, service=self.service)
-            emf.add_dimension(name="model_version", value=self.model_version)
-            for name, value in dimensions.items():
-                emf.add_dimension(name=name, value=value)
-            for name, values in metrics.items():
-                unit = MetricUnit.Count if name != SCORE and name != TOP_PROBABILITY else MetricUnit.NoUnit
-                for value in sorted(values):  # sorted: the order of requests is not in the line
-                    emf.add_metric(name=name, unit=unit, value=value)
-            emf.flush_metrics(raise_on_empty_metrics=True)
+            sys.stdout.write(json.dumps(self._document(timestamp, dimensions, metrics), separators=(",", ":")) + "\n")
+
+    def _document(self, timestamp: int, dimensions: dict[str, str], metrics: dict[str, list[float]]) -> dict:
+        """One EMF document, exactly as Powertools' EphemeralMetrics writes it for the same values (a test
+        compares the two). Written here because Powertools validates every value on its way in (~30 us each
+        on a loaded 2-core machine, 70 values per batch), which alone would exceed the 0.2 ms budget."""
+        dims = {"model_version": self.model_version, **dimensions, "service": self.service}
+        doc: dict = {"_aws": {"Timestamp": timestamp, "CloudWatchMetrics": [{
+            "Namespace": self.namespace, "Dimensions": [list(dims)],
+            "Metrics": [{"Name": name, "Unit": "None" if name in (SCORE, TOP_PROBABILITY) else "Count"}
+                        for name in metrics]}]}}
+        doc.update(dims)
+        for name, values in metrics.items():
+            doc[name] = sorted(values)  # sorted: the order of requests is not in the line
+        return doc

@@ -85,3 +85,28 @@ def test_the_handler_names_its_model_in_headers_logs_and_metrics(tiny_model_dir,
         assert drift[f"Predicted{label.capitalize()}"] == sorted(float(b["label"] == label) for b in bodies)
     assert drift["TopProbability"] == sorted(max(b["probabilities"].values()) for b in bodies)
     assert drift["operating_point"] == bodies[0]["operating_point"] and drift["model_version"] == version
+
+
+def test_each_line_is_what_powertools_writes_for_the_same_values(capsys):
+    from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+    drift = DriftMetrics(namespace="NS", service="svc", labels=LABELS, model_version="v9", batch=2)
+    drift.record(label="benign", operating_point="balanced", top_probability=0.61, verdict="warn", score=1.4)
+    drift.record(label="malignant", operating_point="balanced", top_probability=0.52, verdict="pass", score=0.7)
+    ours = _lines(capsys.readouterr().out)
+    expected = []
+    for dims, metrics in (({"operating_point": "balanced"}, {"PredictedNormal": [0.0, 0.0], "PredictedBenign": [0.0, 1.0],
+                                                             "PredictedMalignant": [0.0, 1.0], "TopProbability": [0.52, 0.61]}),
+                          ({}, {"InputCheckWarn": [0.0, 1.0], "InputCheckRefused": [0.0, 0.0], "InputCheckScore": [0.7, 1.4]})):
+        emf = EphemeralMetrics(namespace="NS", service="svc")
+        emf.add_dimension(name="model_version", value="v9")
+        for name, value in dims.items():
+            emf.add_dimension(name=name, value=value)
+        for name, values in metrics.items():
+            for value in values:
+                unit = MetricUnit.NoUnit if name in ("TopProbability", "InputCheckScore") else MetricUnit.Count
+                emf.add_metric(name=name, unit=unit, value=value)
+        expected.append(emf.serialize_metric_set())
+    for mine, theirs in zip(ours, expected, strict=True):
+        mine["_aws"]["Timestamp"] = theirs["_aws"]["Timestamp"] = 0
+        assert mine == theirs
