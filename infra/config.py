@@ -116,6 +116,11 @@ class InfraConfig:
     # Provisioned concurrency on the alias (0: none, pay per request; N: N warm environments, billed by the hour).
     provisioned: int = 0
     auth: str = "key"
+    # Training on SageMaker (infra/training.py): the training image, a bucket and an execution role for
+    # `python -m model_training train --on sagemaker`. Off by default; with it off the template is unchanged.
+    training: bool = False
+    # A job's checkpoints only serve its own spot restarts: they expire after these many days.
+    training_checkpoint_expiry_days: int = 14
     service_name: str = "busi-classifier"
     metrics_namespace: str = "BusiClassifier"
     tags: Mapping[str, str] = field(default_factory=lambda: {"project": "busi-classifier"})
@@ -195,6 +200,8 @@ class InfraConfig:
         _check(self.reserved_concurrency is None or self.provisioned <= self.reserved_concurrency, "provisioned",
                f"must not exceed reservedConcurrency ({self.reserved_concurrency}), got {self.provisioned}")
         _check(self.auth in AUTH_MODES, "auth", f"must be one of {', '.join(AUTH_MODES)}, got {self.auth!r}")
+        _check(1 <= self.training_checkpoint_expiry_days <= 3650, "trainingCheckpointExpiryDays",
+               f"must be 1..3650, got {self.training_checkpoint_expiry_days}")
         _check(bool(self.service_name), "serviceName", "must not be empty")
         _check(bool(self.metrics_namespace), "metricsNamespace", "must not be empty")
 
@@ -357,6 +364,8 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "drift_min_samples": _as_int,
     "provisioned": _as_int,
     "auth": lambda key, raw: _as_str(key, raw).strip().lower(),
+    "training": _as_bool,
+    "training_checkpoint_expiry_days": _as_int,
     "service_name": _as_str,
     "metrics_namespace": _as_str,
     "tags": _as_tags,

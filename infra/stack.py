@@ -18,6 +18,7 @@ from infra.image_repository import ImageRepository
 from infra.monitoring import Monitoring
 from infra.release import PreTrafficHook, Release, pre_traffic_expectations
 from infra.security import EncryptionKey, IsolatedNetwork, managed_instead_of_inline
+from infra.training import TrainingResources
 from infra.waf import WebAcl
 
 
@@ -145,6 +146,9 @@ class ClassifierStack(Stack):
                 image_ready=self.images.image_copy,
                 alarm_topic=self.monitoring.topic,
             )
+        self.training: TrainingResources | None = None
+        if config.training:
+            self.training = TrainingResources(self, "Training", config=config, encryption_key=key)
         if config.hipaa:
             # Last, once every grant is made: the roles' inline policies become customer-managed ones.
             managed_instead_of_inline(self)
@@ -188,3 +192,13 @@ class ClassifierStack(Stack):
             CfnOutput(self, "BatchResultsBucket", value=batch.results_bucket.bucket_name, description="JSONL results land here")
             CfnOutput(self, "BatchResultsPrefix", value=batch.results_prefix, description="...under this prefix, one folder per map run")
             CfnOutput(self, "BatchFunctionName", value=batch.function.function_name, description="Batch scoring function")
+        if self.training is not None:
+            training = self.training
+            CfnOutput(self, "TrainingBucketName", value=training.bucket.bucket_name,
+                      description="make upload BUCKET=<this>; train --on sagemaker reads data/ and writes output/ here")
+            CfnOutput(self, "TrainingRoleArn", value=training.role.role_arn, description="SageMaker execution role")
+            CfnOutput(self, "TrainingImageUri", value=training.image.image_uri,
+                      description="The training image (model_training/Dockerfile)")
+            if key is not None:
+                CfnOutput(self, "TrainingKmsKeyArn", value=key.key_arn,
+                          description="compliance=hipaa: the key for the job's output and volume")
