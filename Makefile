@@ -39,7 +39,7 @@ ADAPT_ARGS ?=
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help install demo test serve train promote expectations data-check weights-check cv evaluate diff audit adapt input-check synth bootstrap deploy destroy status rollback bench lint clean
+.PHONY: help install demo test serve train train-cloud upload promote expectations data-check weights-check cv evaluate diff audit adapt input-check synth bootstrap deploy destroy status rollback bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,7 +47,7 @@ help: ## list the targets
 # A status line before each quiet step (a failing step still prints its error, and make stops there).
 # PYTHONWARNINGS: setuptools' "Editable installation." notice, about folders named like the packages,
 # describes this layout by design (pyproject.toml maps them).
-$(VENV)/.installed: requirements.txt lambda_src/requirements.txt pyproject.toml package.json
+$(VENV)/.installed: requirements.txt model_training/requirements.txt lambda_src/requirements.txt pyproject.toml package.json
 	@echo "install: creating $(VENV)"
 	@$(PYTHON) -m venv $(VENV)
 	@echo "install: installing Python packages (about a minute)..."
@@ -78,6 +78,20 @@ serve: $(SERVE_VENV)/.installed ## local API and the page (http://127.0.0.1:$(PO
 
 train: $(VENV)/.installed data-check weights-check ## train on the site folders in DATA with WEIGHTS -> a new runs/<time>-<version>/ (the bundled model is untouched)
 	$(PY) -m model_training train $(foreach d,$(DATA),--data "$(d)") --weights "$(WEIGHTS)" $(TRAIN_ARGS)
+
+# Train on AWS (docs/training.md#train-on-aws; the stack deployed with CDK_ARGS="-c training=true"): upload the
+# site folders once, then the same recipe and TRAIN_ARGS as a SageMaker job; CLOUD_ARGS sets where it runs, e.g.
+# CLOUD_ARGS="--instance-type ml.g5.xlarge --no-spot --max-runtime-hours 4" (--dry-run: request and cost only).
+BUCKET ?=
+CLOUD_ARGS ?=
+upload: $(VENV)/.installed data-check ## copy the site folders in DATA to s3://BUCKET/data/<site>/ (resumable; BUCKET: the stack's by default)
+	$(PY) -m model_training.s3_upload $(foreach d,$(DATA),"$(d)") $(if $(BUCKET),--bucket "$(BUCKET)") $(if $(STACK),--stack "$(STACK)")
+
+train-cloud: $(VENV)/.installed weights-check ## make train on SageMaker: DATA="s3://<bucket>/data/<site>/ ..." (make upload prints it) -> runs/<time>-<version>/
+	@for d in $(DATA); do case "$$d" in s3://*) ;; *) printf '%s\n' "error: train-cloud takes S3 prefixes, got DATA item $$d." \
+	  "  make upload DATA=\"/data/busi /data/busbra\" BUCKET=<bucket> copies site folders and prints the DATA to use" \
+	  "  (docs/training.md#train-on-aws)" >&2; exit 2;; esac; done
+	$(PY) -m model_training train --on sagemaker $(foreach d,$(DATA),--data "$(d)") --weights "$(WEIGHTS)" $(if $(STACK),--stack "$(STACK)") $(TRAIN_ARGS) $(CLOUD_ARGS)
 
 promote: $(VENV)/.installed ## make a run the bundled model: make promote RUN=runs/<time>-<version> (or RUN=latest)
 	@test -n "$(RUN)" || { echo "usage: make promote RUN=runs/<time>-<version> (or RUN=latest); runs:"; ls -1 runs 2>/dev/null | grep -E '^[0-9]{8}-' || echo "  none yet: make train"; exit 2; }
@@ -173,7 +187,7 @@ bench: $(VENV)/.installed ## benchmarks -> bench/results.{json,md}, docs/benchma
 	$(PY) -m bench --readme docs/benchmarks.md $(BENCH_ARGS)
 
 lint: $(VENV)/.installed ## hadolint on the Dockerfile, cdk synth (cdk-nag) + cfn-lint on the template
-	@$(VENV)/bin/hadolint lambda_src/Dockerfile
+	@$(VENV)/bin/hadolint lambda_src/Dockerfile model_training/Dockerfile
 	@$(SYNTH); $(VENV)/bin/cfn-lint cdk.out/*.template.json || exit $$?; \
 	if [ "$$nag" = "cdk-nag clean" ]; then echo "lint: hadolint, cdk-nag and cfn-lint clean"; \
 	else echo "lint: hadolint and cfn-lint clean; $$nag"; fi

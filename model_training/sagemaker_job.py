@@ -74,7 +74,7 @@ def add_cloud_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--role-arn", default=None, help="instead of the stack's TrainingRoleArn output")
     g.add_argument("--image-uri", default=None, help="instead of the stack's TrainingImageUri output")
     g.add_argument("--job-name", default=None, help="the job's name (None: busi-train-<UTC time>)")
-    g.add_argument("--region", default=None, help="AWS region (default: boto3's, e.g. AWS_REGION)")
+    g.add_argument("--region", default=None, help="AWS region (default: boto3's, e.g. AWS_DEFAULT_REGION)")
     g.add_argument("--profile", default=None, help="AWS profile (default: boto3's, e.g. AWS_PROFILE)")
     g.add_argument("--no-wait", action="store_true",
                    help="submit and return; fetch the run later with --job-name NAME --attach")
@@ -446,7 +446,7 @@ def train_on_sagemaker(args: argparse.Namespace, parser: argparse.ArgumentParser
     try:
         sm, s3, logs = sess.client("sagemaker"), sess.client("s3"), sess.client("logs")
     except Exception as exc:  # noqa: BLE001 - NoRegionError
-        raise TrainingError(f"AWS clients: {aws_message(exc)} (set AWS_REGION or --region)") from exc
+        raise TrainingError(f"AWS clients: {aws_message(exc)} (set AWS_DEFAULT_REGION or --region)") from exc
 
     if args.attach:
         if not cfg.job_name:
