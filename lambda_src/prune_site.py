@@ -58,13 +58,18 @@ RULES: tuple[Rule, ...] = (
     Rule(pattern="numpy/random/lib", reason="static libnpyrandom.a for compiling extensions"),
     Rule(pattern="aws_lambda_powertools/event_handler/openapi/swagger_ui/swagger-ui*.min.*",
          reason="Swagger UI assets, served only after enable_swagger(), which the handler never calls"),
+    Rule(pattern="pydicom/data/test_files",
+         reason="pydicom's own test DICOM files, read only by pydicom.data.get_testdata_file"),
+    Rule(pattern="pydicom/sr",
+         reason="SR code dictionaries (CID/SNOMED/DCM concepts, 6.7 MB); loaded only by `import pydicom.sr`, which "
+                "classifier never does"),
     Rule(pattern="bin", strict=False,
          reason="console scripts (f2py, tqdm, ...) with a build-time shebang; nothing runs them "
          "(not strict: pip writes bin/ only when a package declares a script)"),
 )
 
 #: Globs that must still match after pruning: the files the handler loads for a prediction
-#: (import, model load, PNG/JPEG decode, invoke). A rule that deletes one fails the build.
+#: (import, model load, PNG/JPEG/DICOM decode, invoke). A rule that deletes one fails the build.
 REQUIRED: tuple[str, ...] = (
     "ai_edge_litert/interpreter.py",
     "ai_edge_litert/_pywrap_litert_interpreter_wrapper.so",
@@ -81,6 +86,11 @@ REQUIRED: tuple[str, ...] = (
     "PIL/BmpImagePlugin.py",
     "aws_lambda_powertools/event_handler/api_gateway.py",
     "aws_lambda_powertools/event_handler/openapi/swagger_ui/__init__.py",
+    "pydicom/__init__.py",  # DICOM bodies (classifier.dicom): parse, native and RLE pixel data
+    "pydicom/filereader.py",
+    "pydicom/encaps.py",
+    "pydicom/pixels/decoders/rle.py",
+    "pydicom/pixels/processing.py",
 )
 
 

@@ -29,6 +29,13 @@ import warnings
 from typing import Any
 
 import numpy as np
+import pydicom
+from pydicom.encaps import get_frame
+from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
+from pydicom.pixels.processing import apply_modality_lut
+from pydicom.pixels.utils import get_expected_length
+from pydicom.uid import UID
 
 from . import decoding
 from .errors import (BadImageDimensions, ClientError, CorruptImage, FrameOutOfRange, NotDicom, UnsupportedImage,
@@ -52,6 +59,12 @@ MAX_FRAMES = 10_000
 #: Data elements per file, sequence items' included. pydicom parses each in Python (~3 us): a 4.5 MB body of
 #: 8-byte elements would cost seconds. An ultrasound file has tens to a few thousand (vendor private data).
 MAX_ELEMENTS = 20_000
+#: RLE Lossless: pydicom decodes it in Python, one loop turn per run (a run yields 1-128 bytes), so the
+#: work is bounded by the frame's samples and its compressed size (at most one run per 2 bytes). 16 M samples
+#: (4000 x 4000 grey, 2300 x 2300 RGB) and 1.5 MB keep a frame near the slowest PNG/JPEG (`make bench`).
+MAX_RLE_SAMPLES = 16_000_000
+MAX_RLE_FRAME_BYTES = 1_500_000
+RLE_LOSSLESS = "1.2.840.10008.1.2.5"
 #: Photometric interpretations decoded (PALETTE COLOR, YBR_ICT/RCT need other decoders).
 PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422")
 #: Modality codes that may be named in an error message (DICOM PS3.3 C.7.3.1.1.1 defined terms): a value
@@ -95,6 +108,9 @@ class DicomFrame:
     frames: int
     region: tuple[int, int, int, int] | None  # [x, y, w, h] in the frame's pixels, when cropped to it
     sop_instance_uid: str | None
+    #: The input's patient, study and instance identifiers, for a DICOM SR result only (dicom_sr): never in
+    #: ``to_dict``, a log or a metric, and out of ``repr`` so no traceback or debug print shows them.
+    source: dict[str, str] = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self, *, include_uid: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"frame": self.frame, "frames": self.frames,
@@ -107,9 +123,6 @@ class DicomFrame:
 def read(data: bytes, *, frame: int | None = None) -> DicomFrame:
     """DICOM bytes -> one frame (``frame`` is 1-based; None: the Representative Frame Number, else 1).
     Raises a ClientError for anything not decoded (see the module docstring)."""
-    import pydicom  # imported here: PNG/JPEG callers never load it
-    from pydicom.errors import InvalidDicomError
-
     if not is_dicom(data):
         raise NotDicom("the data is not a DICOM file (no 'DICM' after the 128-byte preamble)")
     with warnings.catch_warnings():
@@ -172,6 +185,8 @@ def _frame(ds: Any, data: bytes, frame: int | None) -> DicomFrame:
     index = _frame_index(ds, frame, frames)
     if syntax == JPEG_BASELINE:
         pixels = _jpeg_frame(ds, index, frames, rows, cols, samples)
+    elif syntax == RLE_LOSSLESS:
+        pixels = _rle_frame(ds, index, frames, rows, cols, samples, bits)
     else:
         pixels = _pydicom_frame(ds, index, syntax, rows, cols, samples, bits, frames)
     if photometric.startswith("MONOCHROME"):
@@ -183,13 +198,11 @@ def _frame(ds: Any, data: bytes, frame: int | None) -> DicomFrame:
     if region is not None:
         x, y, w, h = region
         pixels = pixels[y:y + h, x:x + w]
-    return DicomFrame(np.ascontiguousarray(pixels), index + 1, frames, region, _uid(ds))
+    return DicomFrame(np.ascontiguousarray(pixels), index + 1, frames, region, _uid(ds), _identity(ds))
 
 
 def _syntax_name(uid: str) -> str:
     """A transfer syntax for a message: pydicom's name for a registered UID, else only that it is unknown."""
-    from pydicom.uid import UID
-
     if not uid:
         return "missing"
     if not _UID.fullmatch(uid) or len(uid) > 64:
@@ -223,8 +236,6 @@ def _frame_index(ds: Any, frame: int | None, frames: int) -> int:
 
 
 def _jpeg_frame(ds: Any, index: int, frames: int, rows: int, cols: int, samples: int) -> np.ndarray:
-    from pydicom.encaps import get_frame
-
     try:
         codestream = get_frame(ds.PixelData, index, number_of_frames=frames)
     except Exception as exc:
@@ -233,11 +244,24 @@ def _jpeg_frame(ds: Any, index: int, frames: int, rows: int, cols: int, samples:
     return decoding.decode_jpeg_pixels(bytes(codestream), width=cols, height=rows, samples=samples)
 
 
+def _rle_frame(ds: Any, index: int, frames: int, rows: int, cols: int, samples: int, bits: int) -> np.ndarray:
+    if rows * cols * samples * (bits // 8) > MAX_RLE_SAMPLES:
+        raise UnsupportedImage(f"an RLE frame of {cols}x{rows} px x {samples} sample(s) x {bits // 8} byte(s) is over "
+                               f"the {MAX_RLE_SAMPLES:,}-byte limit for RLE (decoded in Python); send it uncompressed")
+    try:
+        size = len(get_frame(ds.PixelData, index, number_of_frames=frames))
+    except Exception as exc:
+        raise CorruptImage(f"frame {index + 1} could not be read from the encapsulated pixel data "
+                           f"({type(exc).__name__})") from None
+    if size > MAX_RLE_FRAME_BYTES:
+        raise UnsupportedImage(f"the RLE frame is {size:,} bytes; the limit for RLE (decoded in Python) is "
+                               f"{MAX_RLE_FRAME_BYTES:,}; send it uncompressed")
+    return _pydicom_frame(ds, index, RLE_LOSSLESS, rows, cols, samples, bits, frames)
+
+
 def _pydicom_frame(ds: Any, index: int, syntax: str, rows: int, cols: int, samples: int, bits: int,
                    frames: int) -> np.ndarray:
     if syntax in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"):
-        from pydicom.pixels.utils import get_expected_length
-
         expected, actual = get_expected_length(ds), len(ds.PixelData)
         if actual not in (expected, expected + 1):  # one padding byte makes an odd length even
             raise CorruptImage(f"the DICOM pixel data holds {actual:,} bytes; its header (rows, columns, samples, "
@@ -253,8 +277,6 @@ def _pydicom_frame(ds: Any, index: int, syntax: str, rows: int, cols: int, sampl
 def _grey_to_uint8(arr: np.ndarray, ds: Any, stored: int, invert: bool) -> np.ndarray:
     """Stored values -> 0..255 through a table over every value ``stored`` bits can hold (at most 65,536
     entries): modality LUT, then the first VOI window or the full stored range; inverted for MONOCHROME1."""
-    from pydicom.pixels.processing import apply_modality_lut
-
     signed = int(ds.get("PixelRepresentation", 0) or 0) == 1 and arr.dtype.kind == "i"
     lo = -(1 << (stored - 1)) if signed else 0
     values = np.arange(lo, lo + (1 << stored), dtype=np.int32 if signed else np.uint32)
@@ -301,8 +323,6 @@ def _first_window(ds: Any) -> tuple[float, float, str] | None:
 
 def _first(value: Any) -> Any:
     """The first of a multi-valued element (pydicom's MultiValue), or the value itself."""
-    from pydicom.multival import MultiValue
-
     return value[0] if isinstance(value, (MultiValue, list, tuple)) else value
 
 
@@ -345,6 +365,24 @@ def ultrasound_region(ds: Any, cols: int, rows: int) -> tuple[int, int, int, int
     except ClientError:
         return None  # a sliver: classify the whole frame rather than refuse the file
     return box
+
+
+def _identity(ds: Any) -> dict[str, str]:
+    """What a DICOM SR result copies to join the input's study; UIDs only when valid."""
+    from .dicom_sr import IDENTITY
+
+    out = {}
+    for keyword in IDENTITY:
+        value = ds.get(keyword)
+        if value is not None and str(value) != "":
+            out[keyword] = str(value)
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID", "SOPInstanceUID"):
+        value = str(ds.get(keyword, "") or "").strip()
+        if _UID.fullmatch(value) and len(value) <= 64:
+            out[keyword] = value
+        else:
+            out.pop(keyword, None)
+    return out
 
 
 def _uid(ds: Any) -> str | None:

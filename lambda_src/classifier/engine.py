@@ -49,6 +49,8 @@ class Engine:
     """
 
     def __init__(self, model_dir: Path | str, *, num_threads: int = 1, verify_sha256: bool = True):
+        from . import dicom  # noqa: F401 - pydicom loads with the model (Lambda's init), not on the first DICOM body
+
         self.model_dir = Path(model_dir)
         self.card = ModelCard.load(self.model_dir, verify_sha256=verify_sha256)
         try:

@@ -81,6 +81,12 @@ class MethodNotAllowed(ClientError):
     status, code = 405, "method_not_allowed"
 
 
+class NotAcceptable(ClientError):
+    """``Accept: application/dicom`` (a DICOM SR result) for an input that is not DICOM: the SR references it."""
+
+    status, code = 406, "not_acceptable"
+
+
 class PayloadTooLarge(ClientError):
     status, code = 413, "payload_too_large"
 

@@ -21,6 +21,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+from . import dicom_sr
 from .drift_metrics import DriftMetrics
 from .engine import Engine
 from .errors import ClientError, MethodNotAllowed, ModelLoadError, NotFound, json_body
@@ -156,6 +157,9 @@ class Service:
             self.logger.append_keys(model_ms=model_ms, image_bytes=len(data))
             if analysis.dicom is not None:  # which frame, the region; the UID only when asked for
                 body["dicom"] = analysis.dicom.to_dict(include_uid=options.include_uid)
+            if dicom_sr.wants_dicom(header(app.current_event.raw_event, "accept")):  # the result as a DICOM SR
+                return Response(status_code=200, content_type=dicom_sr.DICOM_TYPE, headers=dict(JSON_HEADERS),
+                                body=dicom_sr.build(body, analysis.dicom))
             return _json(200, body)
 
         @app.get("/")

@@ -162,7 +162,7 @@ def decode_rgb(data: bytes, *, frame: int | None = None) -> Image.Image:
     is then that ``dicom.DicomFrame`` (its pixels dropped). Other formats have frame 1 only.
     """
     if decoding.sniff_format(data) == "DICOM":
-        from . import dicom  # pydicom loads on the first DICOM body only
+        from . import dicom  # pydicom loads here (or with the Engine), not for PNG-only callers
 
         decoded = dicom.read(data, frame=frame)
         img = image_from_pixels(decoded.pixels)

@@ -18,12 +18,13 @@ import numpy as np
 from PIL import Image
 
 from classifier.decoding import MAX_JPEG_SCANS, MAX_SEGMENTS, MAX_WIDE_PIXELS
-from classifier.dicom import MAX_ELEMENTS
+from classifier.dicom import MAX_ELEMENTS, MAX_RLE_FRAME_BYTES, MAX_RLE_SAMPLES
 from classifier.preprocessing import MAX_IMAGE_PIXELS
 
 #: Sides just under the pixel limits (square frames).
 SIDE_40MP = int(MAX_IMAGE_PIXELS**0.5) - 4  # 6320 for 40 MP
 SIDE_WIDE = int(MAX_WIDE_PIXELS**0.5) - 4
+SIDE_RLE = int(MAX_RLE_SAMPLES**0.5) - 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,7 +230,7 @@ def dicom_rle(pixels: np.ndarray) -> bytes:
     return _dicom(pixels, syntax=RLELossless)
 
 
-def dicom_rle_short_runs(max_bytes: int = 4_400_000) -> bytes:
+def dicom_rle_short_runs(max_bytes: int = MAX_RLE_FRAME_BYTES - 1000) -> bytes:
     """The most RLE runs a body can hold (2-byte runs of 2 pixels): pydicom's decoder loops per run."""
     rows = max_bytes // 2000
     return dicom_rle(np.tile(np.array([0, 0, 255, 255], np.uint8), (rows, 500)))
@@ -348,9 +349,12 @@ CORPUS: list[Case] = [
     Case("dicom-jpeg-baseline-40mp", lambda: dicom_jpeg(_encode(Image.fromarray(_checker(SIDE_40MP)), "JPEG",
                                                                 quality=90), SIDE_40MP, SIDE_40MP), DICOM, 200,
          None, heavy=True),
-    Case("dicom-rle-40mp-flat", lambda: dicom_rle(np.full((SIDE_40MP, SIDE_40MP), 128, np.uint8)), DICOM, 200,
-         None, heavy=True),
-    Case("dicom-rle-4mb-of-short-runs", dicom_rle_short_runs, DICOM, 200, None, heavy=True),
+    Case("dicom-rle-40mp-flat", lambda: dicom_rle(np.full((SIDE_40MP, SIDE_40MP), 128, np.uint8)), DICOM, 400,
+         "unsupported_image"),
+    Case("dicom-rle-flat-at-the-sample-limit", lambda: dicom_rle(np.full((SIDE_RLE, SIDE_RLE), 128, np.uint8)), DICOM,
+         200, None, heavy=True),
+    Case("dicom-rle-4mb-of-short-runs", lambda: dicom_rle_short_runs(4_400_000), DICOM, 400, "unsupported_image"),
+    Case("dicom-rle-short-runs-at-the-size-limit", dicom_rle_short_runs, DICOM, 200, None, heavy=True),
     Case("dicom-rle-segment-cut", dicom_rle_cut, DICOM, 400, "corrupt_image"),
     Case("dicom-element-flood-4mb", dicom_element_flood, DICOM, 400, "unsupported_image"),
     Case("dicom-elements-at-the-limit", lambda: dicom_element_flood(12 * (MAX_ELEMENTS - 100)), DICOM, 200, None,

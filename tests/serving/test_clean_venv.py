@@ -17,6 +17,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench import sizes
@@ -37,6 +38,7 @@ SCRIPT = textwrap.dedent('''
     assert default_service()._engine is not None, "the model was not loaded at import (init phase)"
     png = open(sys.argv[1], "rb").read()
     b64 = base64.b64encode(png).decode()
+    dcm = base64.b64encode(open(sys.argv[1] + ".dcm", "rb").read()).decode()  # the same pixels as DICOM
     events = {
         "raw": {"httpMethod": "POST", "path": "/predict", "resource": "/predict",
                 "headers": {"content-type": "image/png"}, "body": b64, "isBase64Encoded": True,
@@ -44,6 +46,9 @@ SCRIPT = textwrap.dedent('''
         "json": {"httpMethod": "POST", "path": "/predict", "resource": "/predict",
                  "headers": {"Content-Type": "application/json"}, "body": json.dumps({"image": b64}),
                  "isBase64Encoded": False, "requestContext": {"requestId": "clean-venv-2"}},
+        "dicom": {"httpMethod": "POST", "path": "/predict", "resource": "/predict",
+                  "headers": {"Content-Type": "application/dicom"}, "body": dcm, "isBase64Encoded": True,
+                  "requestContext": {"requestId": "clean-venv-5"}},
         "health": {"httpMethod": "GET", "path": "/health", "resource": "/health", "headers": {},
                    "body": None, "isBase64Encoded": False, "requestContext": {"requestId": "clean-venv-3"}},
         "bad": {"httpMethod": "POST", "path": "/predict", "resource": "/predict",
@@ -54,7 +59,8 @@ SCRIPT = textwrap.dedent('''
     for name, event in events.items():
         r = lambda_handler(event, LocalContext())
         out[name] = {"status": r["statusCode"], "body": json.loads(r["body"])}
-    out["files"] = {m: sys.modules[m].__file__ for m in ("numpy", "PIL", "ai_edge_litert", "aws_lambda_powertools")}
+    out["files"] = {m: sys.modules[m].__file__ for m in ("numpy", "PIL", "ai_edge_litert", "aws_lambda_powertools",
+                                                          "pydicom")}
     print("RESULT " + json.dumps(out))
 ''')
 
@@ -79,6 +85,11 @@ def _task_root(tmp_path: Path, model_dir: Path, task: Path | None = None) -> tup
                     ignore=lambda _dir, names: [n for n in names if n not in ("model.tflite", "model.json")])
     png = tmp_path / "us.png"
     shutil.copy(REPO / "examples" / "benign.png", png)
+    from PIL import Image
+
+    from tests.dicom_factory import dicom  # the same RGB pixels as a native DICOM file, beside the PNG
+
+    Path(str(png) + ".dcm").write_bytes(dicom(np.asarray(Image.open(png).convert("RGB"))))
     return task, png
 
 
@@ -100,6 +111,8 @@ def _serve_events(python: list[str], task: Path, env: dict[str, str], png: Path)
         probs = out[name]["body"]["probabilities"]
         assert set(probs) == {"normal", "benign", "malignant"} and sum(probs.values()) == pytest.approx(1.0)
     assert out["raw"]["body"] == out["json"]["body"]
+    assert out["dicom"]["status"] == 200, out["dicom"]
+    assert out["dicom"]["body"]["probabilities"] == pytest.approx(out["raw"]["body"]["probabilities"], abs=1e-9)
     assert out["health"]["status"] == 200 and out["health"]["body"]["status"] == "ok"
     assert (out["bad"]["status"], out["bad"]["body"]["error"]["code"]) == (400, "not_an_image")
     return out

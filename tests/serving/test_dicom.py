@@ -383,3 +383,67 @@ def test_batch_scores_dicom_files_by_suffix_and_by_content(service, tiny_model_d
         assert rows[name]["probabilities"] == want["probabilities"] and rows[name]["dicom"]["frame"] == 1
     assert rows["ct.dcm"]["error"]["code"] == "unsupported_modality"
     assert f.PATIENT_NAME not in out.read_text() and f.PATIENT_ID not in out.read_text()
+
+
+# -- a DICOM SR result (Accept: application/dicom) ---------------------------------------------------
+
+def _content(ds) -> dict[str, object]:
+    """The SR's content items by concept meaning: TEXT -> text, NUM -> float, IMAGE -> the reference."""
+    out: dict[str, object] = {}
+    for item in ds.ContentSequence:
+        meaning = item.ConceptNameCodeSequence[0].CodeMeaning
+        if item.ValueType == "TEXT":
+            out[meaning] = item.TextValue
+        elif item.ValueType == "NUM":
+            out[meaning] = float(item.MeasuredValueSequence[0].NumericValue)
+            assert item.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue == "1"
+        elif item.ValueType == "IMAGE":
+            out[meaning] = item.ReferencedSOPSequence[0]
+    return out
+
+
+def test_accept_dicom_answers_an_sr_that_references_the_input_and_reads_back(tiny_model_dir, capsys):
+    import pydicom
+
+    svc = create_service(Settings(model_dir=tiny_model_dir, service_name=f"dicom-sr-{uuid.uuid4().hex[:8]}",
+                                  log_level="DEBUG", metrics_enabled=True, log_predictions=True))
+    data = f.dicom([255 - GREY, GREY])
+    source = pydicom.dcmread(io.BytesIO(data))
+    _, want = call(svc, with_query(predict_raw(data, DCM), frame=2))
+    event = with_query(predict_raw(data, DCM, headers={"Accept": "application/dicom"}), frame=2)
+    response = svc(event, LocalContext())
+    assert response["statusCode"] == 200 and response["isBase64Encoded"]
+    headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+    headers.update({k.lower(): v[-1] for k, v in (response.get("multiValueHeaders") or {}).items()})
+    assert headers["content-type"] == "application/dicom"
+    import base64
+
+    sr = pydicom.dcmread(io.BytesIO(base64.b64decode(response["body"])))
+    assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.33" and sr.Modality == "SR"
+    assert sr.SOPInstanceUID != source.SOPInstanceUID and sr.SeriesInstanceUID != source.SeriesInstanceUID
+    # joins the input's study, for the PACS to file it there
+    assert (sr.PatientName, sr.PatientID, sr.StudyInstanceUID) == (source.PatientName, source.PatientID,
+                                                                   source.StudyInstanceUID)
+    evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
+    assert evidence.SeriesInstanceUID == source.SeriesInstanceUID
+    assert evidence.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+    items = _content(sr)
+    ref = items["Source of Measurement"]
+    assert (ref.ReferencedSOPInstanceUID, ref.ReferencedSOPClassUID, ref.ReferencedFrameNumber) == (
+        source.SOPInstanceUID, source.SOPClassUID, 2)
+    assert items["Label"] == want["label"] and items["Label rule"] == want["label_rule"]
+    assert items["Comment"] == want["disclaimer"] and want["disclaimer"].startswith("Research use only")
+    assert items["Algorithm Version"] == want["model"]["version"]
+    for label, p in want["probabilities"].items():
+        assert items[f"Probability of {label}"] == pytest.approx(p, abs=1e-9)
+    if want.get("operating_point"):
+        assert items["Operating point"] == want["operating_point"]
+    logs = capsys.readouterr()
+    assert f.PATIENT_NAME not in logs.out + logs.err and f.PATIENT_ID not in logs.out + logs.err
+
+
+def test_accept_dicom_for_a_png_is_406(service):
+    status, body = call(service, predict_raw(f.png(GREY), "image/png", headers={"Accept": "application/dicom"}))
+    assert (status, body["error"]["code"]) == (406, "not_acceptable")
+    status, body = call(service, predict_raw(f.png(GREY), "image/png", headers={"Accept": "application/json, */*"}))
+    assert status == 200 and "probabilities" in body
