@@ -1,9 +1,10 @@
 """What a SageMaker training job will cost, printed before it starts: an estimate of the fitting time from a
 measured rate, and the hard cap that --max-runtime-hours puts on the bill.
 
-The rate is measured, not assumed: seconds per image-epoch of the final fit of a model card's training
-(`extra.stage_seconds.final_fit` over its train + val images times its epochs), by default the bundled model's,
-which `make train` trained on this project's 2-core CPU machine. A GPU fits faster, so the time it gives is a
+The rate is measured, not assumed: seconds per image-epoch of a model card's own training (its leave-one-site-out
+and final-fit stages, `extra.stage_seconds`, over the image-epochs those fits pushed through, counted as
+`image_epochs` counts them), by default the bundled model's, which `make train` trained on this project's
+2-core CPU machine. A GPU fits faster, so the time it gives is a
 ceiling for the fitting, not a prediction; the job's own billable seconds are written to its run
 (report/sagemaker_job.json) afterwards. Research use only; not a medical device.
 """
@@ -47,30 +48,37 @@ class Estimate:
 
 
 def measured_rate(card_path: Path) -> Rate | None:
-    """Seconds per image-epoch of a card's final fit, or None when the card lacks what it takes."""
+    """Seconds per image-epoch of a card's fitting stages, or None when the card lacks what it takes."""
     try:
         card = json.loads(card_path.read_text())
         extra = card["extra"]
-        seconds = float(extra["stage_seconds"]["final_fit"])
-        epochs = len(extra["fit_history"]["loss"])
-        images = sum(int(site["trainval"]["total"]) for site in card["split_counts"].values())
+        stages = extra["stage_seconds"]
+        seconds = float(stages["final_fit"]) + float(stages.get("leave_one_site_out", 0.0))
+        epochs = len(extra["fit_history"]["loss"])  # the warm-up epoch and the fine-tuning ones
+        sites = len(card["split_counts"])
+        trainval = sum(int(site["trainval"]["total"]) for site in card["split_counts"].values())
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    if seconds <= 0 or epochs <= 0 or images <= 0:
+    work = trainval * _fits(sites) * epochs
+    if seconds <= 0 or work <= 0:
         return None
     side = extra.get("config", {}).get("input_size", "?")
-    return Rate(seconds / (images * epochs),
-                f"the final fit of {card.get('name')} {str(card.get('version'))[:8]} ({images} images x {epochs} "
-                f"epochs in {seconds:.0f} s at {side} px, `make train` on 2 CPU cores)")
+    return Rate(seconds / work,
+                f"{card.get('name')} {str(card.get('version'))[:8]}: {trainval} train + val images, {sites} site(s), "
+                f"{epochs} epochs per fit, leave-one-site-out + final fit in {seconds:.0f} s at {side} px, "
+                "`make train` on 2 CPU cores")
+
+
+def _fits(sites: int) -> float:
+    """Fits of the recipe in units of all train + val images: leave-one-site-out fits each site's model on the
+    other sites (together (sites - 1) x the images), then the final model on all; one site: a 20 % hold-out fit
+    on 80 % of them first."""
+    return (sites - 1) + 1 if sites >= 2 else 0.8 + 1
 
 
 def image_epochs(images: int, *, sites: int, epochs: int, test_fraction: float) -> int:
-    """Images pushed through a fit, summed over the recipe's fits: leave-one-site-out fits each site's model on
-    the other sites (together (sites - 1) x the train + val images), then the final model on all of them; with
-    one site a 20 % hold-out fit comes first. Each fit is a one-epoch warm-up plus `epochs`."""
-    trainval = images * (1 - test_fraction)
-    fits = (sites - 1) + 1 if sites >= 2 else 0.8 + 1
-    return int(round(trainval * fits * (epochs + 1)))
+    """Images pushed through the recipe's fits (_fits), each a one-epoch warm-up plus `epochs`."""
+    return int(round(images * (1 - test_fraction) * _fits(sites) * (epochs + 1)))
 
 
 def estimate(*, images: int, sites: int, epochs: int, test_fraction: float, instance_type: str, spot: bool,
@@ -90,7 +98,7 @@ def estimate(*, images: int, sites: int, epochs: int, test_fraction: float, inst
     else:
         fit_seconds = work * rate.seconds_per_image_epoch
         lines.append(f"  fitting time at most ~{fit_seconds / 60:.0f} min: {rate.seconds_per_image_epoch * 1000:.1f} ms "
-                     f"per image-epoch, measured on CPU ({rate.source}); a GPU is faster")
+                     f"per image-epoch, measured on CPU ({rate.source}); a ceiling if the instance fits no slower than those 2 cores (its GPU speed-up is not measured here)")
         if price is not None:
             fit_usd = fit_seconds / 3600 * price
             lines.append(f"  -> fitting at most ~${fit_usd:.2f} on-demand"

@@ -315,11 +315,12 @@ def test_upload_refuses_a_missing_folder_and_clashing_names(aws, tmp_path, capsy
 def test_estimate_arithmetic_from_a_measured_rate(tmp_path):
     card = {"name": "m", "version": "abcdef123", "split_counts": {"a": {"trainval": {"total": 600}},
                                                                   "b": {"trainval": {"total": 400}}},
-            "extra": {"stage_seconds": {"final_fit": 160.0}, "fit_history": {"loss": [1.0] * 16},
-                      "config": {"input_size": 224}}}
+            "extra": {"stage_seconds": {"final_fit": 160.0, "leave_one_site_out": 160.0, "export": 99.0},
+                      "fit_history": {"loss": [1.0] * 16}, "config": {"input_size": 224}}}
     (tmp_path / "model.json").write_text(json.dumps(card))
     rate = sagemaker_cost.measured_rate(tmp_path / "model.json")
-    assert rate.seconds_per_image_epoch == pytest.approx(160 / (1000 * 16))
+    # two sites: leave-one-site-out (600 + 400 images in all) + final (1,000) = 2,000 images x 16 epochs in 320 s
+    assert rate.seconds_per_image_epoch == pytest.approx(320 / (2000 * 16))
     # 10,000 images, 2 sites, 15 epochs: 8,000 train + val x (1 LOSO + 1 final) x 16 = 256,000 image-epochs
     est = sagemaker_cost.estimate(images=10_000, sites=2, epochs=15, test_fraction=0.2,
                                   instance_type="ml.g4dn.xlarge", spot=True, max_runtime_seconds=8 * 3600, rate=rate)
