@@ -32,6 +32,20 @@ def grey_image(width: int = 96, height: int = 80, seed: int = 0) -> Image.Image:
     return Image.fromarray(_speckle(width, height, seed), mode="L")
 
 
+def dicom(width: int = 96, height: int = 80, *, syntax: str = "native", seed: int = 0, **kwargs) -> bytes:
+    """An ultrasound DICOM file (tests/dicom_factory): native, "jpeg" (Baseline, YBR_FULL_422) or "rle";
+    multi-frame with ``frames=n``."""
+    from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, RLELossless
+
+    from tests import dicom_factory
+
+    frames = kwargs.pop("frames", 1)
+    colour = syntax == "jpeg"
+    pixels = [dicom_factory.frame(seed + i, width, height, colour=colour) for i in range(frames)]
+    uid = {"native": ExplicitVRLittleEndian, "jpeg": JPEGBaseline8Bit, "rle": RLELossless}[syntax]
+    return dicom_factory.dicom(pixels if frames > 1 else pixels[0], syntax=uid, **kwargs)
+
+
 def png(width: int = 96, height: int = 80, mode: str = "RGB", seed: int = 0) -> bytes:
     return encode(grey_image(width, height, seed).convert(mode), "PNG")
 

@@ -25,7 +25,7 @@ EXAMPLES = env_int("ROBUSTNESS_FUZZ_EXAMPLES", 1000)
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
-CONTENT_TYPES = ["image/png", "image/jpeg", "application/json", "multipart/form-data",
+CONTENT_TYPES = ["image/png", "image/jpeg", "application/dicom", "application/json", "multipart/form-data",
                  "multipart/form-data; boundary=x", "text/plain", "image/gif", "application/octet-stream",
                  "IMAGE/JPEG", "image/png; charset=utf-8", "", ";", "image/", "/", None]
 SEEDS = {
@@ -33,6 +33,8 @@ SEEDS = {
     "cmyk": c.cmyk_jpeg(), "png16": c.png16_grey(), "png48": c.png16_rgb(), "bmp": c.bmp(),
     "exif": c.exif_rotated_jpeg(), "palette": c.palette_png_with_transparency(), "apng": c.animated_png(),
     "gif": c.animated_gif(),
+    "dicom": c.dicom(), "dicom-jpeg": c.dicom(syntax="jpeg"), "dicom-rle": c.dicom(syntax="rle"),
+    "dicom-cine": c.dicom(frames=3, window=(128, 256), regions=[(4, 4, 90, 70)]),
 }
 
 # -- mutations of a valid image ----------------------------------------------
@@ -69,7 +71,7 @@ def mutated_image(draw) -> tuple[str, bytes, str]:
         elif op == "dims":
             big = st.integers(0, 2**31 - 1) | st.sampled_from([0, 1, 31, 32, 100_000, 65_535, 2**31 - 1])
             data = bytearray(_patch_png_ihdr(bytes(data), draw(big), draw(big)))
-    ctype = draw(st.sampled_from(["image/png", "image/jpeg"]))
+    ctype = draw(st.sampled_from(["image/png", "image/jpeg", "application/dicom"]))
     return f"{name} after {ops}", bytes(data), ctype
 
 
@@ -198,6 +200,7 @@ def test_seed_images_are_valid(call, name):
     """The fuzz seeds themselves: every one is a servable image except the GIF (not an accepted format)."""
     data = SEEDS[name]
     ev = (event(data, "image/jpeg") if data.startswith(b"\xff\xd8") else
-          json_event({"image": b64(data)}) if data.startswith(b"BM") else event(data, "image/png"))
+          json_event({"image": b64(data)}) if data.startswith(b"BM") else
+          event(data, "application/dicom") if data[128:132] == b"DICM" else event(data, "image/png"))
     status, _ = call(ev, what=name, kind="seed")
     assert status == (400 if name == "gif" else 200)
