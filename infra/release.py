@@ -8,6 +8,7 @@ alias for that executed version, throttles on the alias, and the drift alarms of
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -51,8 +52,6 @@ class PreTrafficError(ValueError):
 def pre_traffic_expectations(card: Mapping[str, Any], project_root: Path) -> tuple[dict, dict[str, Path]]:
     """(expectations.json for the hook, file name -> image path) from the card's ``pre_traffic`` section,
     each image checked against its recorded sha256 so the hook never ships an image the numbers are not for."""
-    import hashlib
-
     section = card.get("pre_traffic")
     if not isinstance(section, Mapping) or not section.get("images"):
         raise PreTrafficError(

@@ -36,7 +36,7 @@ def test_goals_met_and_missed_are_reported_as_such():
     measured = {g: m for g, m in met.items() if m is not None}
     assert len(measured) == 6 and all(measured.values()), met  # hostile and overhead: not in these results
     missed = report.goals(_results(12.0, 9.0, 0.7, 80.0, 0, 166.0))
-    assert [r["met"] for r in missed] == [False, False, False, False, True, None, None, False]
+    assert [r["met"] for r in missed] == [False, False, False, False, True, None, None, False, None]  # drift: not run
     assert report.goals_table(_results(12.0, 9.0, 0.7, 150.0, 3, 166.0)).count("**NO**") == 5  # 3 errors: a miss
 
 
@@ -52,6 +52,15 @@ def test_hostile_and_overhead_goals():
     assert "Hostile images" in report.markdown({"hostile": {**hostile, "cases": [
         {"name": "x", "bytes": 10, "expected_status": 400, "expected_code": "corrupt_image", "status": 400,
          "code": "corrupt_image", "wall_s": 0.01, "peak_growth_mb": 1.0, "as_expected": True}]}})
+
+
+def test_drift_metrics_goal_reads_the_mean_and_the_p99():
+    drift = {"goal_ms": 0.2, "record": {"mean_ms": 0.02, "p99_ms": 0.08, "calls": 100},
+             "handler": {"on_p50_ms": 10.1, "off_p50_ms": 10.0}}
+    row = lambda res: next(r for r in report.goals(res) if r["goal"].startswith("drift metrics"))  # noqa: E731
+    assert row({"drift_metrics": drift})["met"] is True
+    assert row({"drift_metrics": {**drift, "record": {**drift["record"], "p99_ms": 0.3}}})["met"] is False
+    assert row({})["met"] is None
 
 
 def test_unmeasured_goals_say_so():
