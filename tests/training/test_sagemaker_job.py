@@ -341,3 +341,33 @@ def test_bundled_model_card_gives_a_rate():
     if rate is None:
         pytest.skip("the bundled model's card has no final-fit timing (trained before the lesion recipe)")
     assert 0 < rate.seconds_per_image_epoch < 1 and "2 CPU cores" in rate.source
+
+
+def test_follow_prints_each_status_change_once_and_stops_when_the_job_ends(aws):
+    """Three polls of a job that starts, trains and completes (moto's jobs complete at once, so the job's
+    descriptions are replayed here; the log lines come from moto's CloudWatch Logs)."""
+    logs = aws.client("logs")
+    logs.create_log_group(logGroupName=job.LOG_GROUP)
+    logs.create_log_stream(logGroupName=job.LOG_GROUP, logStreamName="j/algo-1-1")
+    now_ms = int(time.time() * 1000)
+    starting = [{"Status": "Starting", "StatusMessage": "Preparing the instances for training"}]
+    training = starting + [{"Status": "Training", "StatusMessage": "Training image download completed."}]
+    done = training + [{"Status": "Completed", "StatusMessage": "Training job completed"}]
+    states = iter([("InProgress", starting), ("InProgress", training), ("Completed", done)])
+
+    class Jobs:
+        def describe_training_job(self, TrainingJobName):
+            status, transitions = next(states)
+            if status == "InProgress" and len(transitions) == 2:  # the container logs while it trains
+                logs.put_log_events(logGroupName=job.LOG_GROUP, logStreamName="j/algo-1-1",
+                                    logEvents=[{"timestamp": now_ms, "message": "site busi: 9 images"}])
+            return {"TrainingJobName": TrainingJobName, "TrainingJobStatus": status,
+                    "SecondaryStatusTransitions": transitions}
+
+    printed, sleeps = [], []
+    desc = job.follow(Jobs(), logs, "j", poll_seconds=7, out=printed.append, sleep=sleeps.append)
+    assert desc["TrainingJobStatus"] == "Completed" and sleeps == [7, 7]
+    assert printed == ["[sagemaker] Starting: Preparing the instances for training",
+                       "[sagemaker] Training: Training image download completed.",
+                       "site busi: 9 images",
+                       "[sagemaker] Completed: Training job completed"]
