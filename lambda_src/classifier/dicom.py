@@ -60,9 +60,9 @@ MAX_FRAMES = 10_000
 #: 8-byte elements would cost seconds. An ultrasound file has tens to a few thousand (vendor private data).
 MAX_ELEMENTS = 20_000
 #: RLE Lossless: pydicom decodes it in Python, one loop turn per run (a run yields 1-128 bytes), so the
-#: work is bounded by the frame's samples and its compressed size (at most one run per 2 bytes). 16 M samples
+#: work is bounded by the frame's decoded bytes and its compressed size (at most one run per 2 bytes). 16 MB
 #: (4000 x 4000 grey, 2300 x 2300 RGB) and 1.5 MB keep a frame near the slowest PNG/JPEG (`make bench`).
-MAX_RLE_SAMPLES = 16_000_000
+MAX_RLE_DECODED_BYTES = 16_000_000
 MAX_RLE_FRAME_BYTES = 1_500_000
 RLE_LOSSLESS = "1.2.840.10008.1.2.5"
 #: Photometric interpretations decoded (PALETTE COLOR, YBR_ICT/RCT need other decoders).
@@ -137,14 +137,14 @@ def read(data: bytes, *, frame: int | None = None) -> DicomFrame:
         except Exception as exc:  # struct/EOF/recursion errors on broken or hostile headers
             raise CorruptImage(f"the DICOM header could not be read ({type(exc).__name__})") from None
         try:
-            return _frame(ds, data, frame)
+            return _frame(ds, frame)
         except ClientError:
             raise
         except Exception as exc:  # a value pydicom cannot convert (a lying VR), a decoder's error
             raise CorruptImage(f"the DICOM data could not be decoded ({type(exc).__name__})") from None
 
 
-def _frame(ds: Any, data: bytes, frame: int | None) -> DicomFrame:
+def _frame(ds: Any, frame: int | None) -> DicomFrame:
     meta = getattr(ds, "file_meta", None)
     syntax = str(getattr(meta, "TransferSyntaxUID", "") or "")
     if syntax not in TRANSFER_SYNTAXES:
@@ -172,6 +172,8 @@ def _frame(ds: Any, data: bytes, frame: int | None) -> DicomFrame:
         raise UnsupportedImage(f"the DICOM photometric interpretation is {shown}; decoded: {', '.join(PHOTOMETRIC)}")
     if samples != (1 if photometric.startswith("MONOCHROME") else 3):
         raise CorruptImage(f"the DICOM header declares {samples} samples per pixel for {photometric}")
+    if syntax == JPEG_BASELINE and bits != 8:
+        raise CorruptImage(f"the DICOM header declares {bits} bits allocated for JPEG Baseline, which is 8-bit")
     if bits not in (8, 16) or not 1 <= stored <= bits:
         raise UnsupportedImage(f"the DICOM pixel data has {bits} bits allocated and {stored} stored; "
                                "decoded: 8 or 16 allocated, stored <= allocated")
@@ -245,9 +247,9 @@ def _jpeg_frame(ds: Any, index: int, frames: int, rows: int, cols: int, samples:
 
 
 def _rle_frame(ds: Any, index: int, frames: int, rows: int, cols: int, samples: int, bits: int) -> np.ndarray:
-    if rows * cols * samples * (bits // 8) > MAX_RLE_SAMPLES:
+    if rows * cols * samples * (bits // 8) > MAX_RLE_DECODED_BYTES:
         raise UnsupportedImage(f"an RLE frame of {cols}x{rows} px x {samples} sample(s) x {bits // 8} byte(s) is over "
-                               f"the {MAX_RLE_SAMPLES:,}-byte limit for RLE (decoded in Python); send it uncompressed")
+                               f"the {MAX_RLE_DECODED_BYTES:,}-byte limit for RLE (decoded in Python); send it uncompressed")
     try:
         size = len(get_frame(ds.PixelData, index, number_of_frames=frames))
     except Exception as exc:

@@ -18,13 +18,13 @@ import numpy as np
 from PIL import Image
 
 from classifier.decoding import MAX_JPEG_SCANS, MAX_SEGMENTS, MAX_WIDE_PIXELS
-from classifier.dicom import MAX_ELEMENTS, MAX_RLE_FRAME_BYTES, MAX_RLE_SAMPLES
+from classifier.dicom import MAX_ELEMENTS, MAX_RLE_DECODED_BYTES, MAX_RLE_FRAME_BYTES
 from classifier.preprocessing import MAX_IMAGE_PIXELS
 
 #: Sides just under the pixel limits (square frames).
 SIDE_40MP = int(MAX_IMAGE_PIXELS**0.5) - 4  # 6320 for 40 MP
 SIDE_WIDE = int(MAX_WIDE_PIXELS**0.5) - 4
-SIDE_RLE = int(MAX_RLE_SAMPLES**0.5) - 4
+SIDE_RLE = int(MAX_RLE_DECODED_BYTES**0.5) - 4
 
 
 @dataclasses.dataclass(frozen=True)

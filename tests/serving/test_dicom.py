@@ -51,6 +51,9 @@ KINDS = {
                                                  window=WINDOW_13), GREY, None, True),
     "16bit-rescale-slope-2": (lambda: f.dicom(STORED_13 // 2, stored=13, slope=2, intercept=-1000,
                                               window=WINDOW_13), GREY, None, True),
+    "16bit-signed-rescale-and-window": (lambda: f.dicom((GREY.astype(np.int16) * 32 - 4080), bits=16, stored=14,
+                                                        signed=True, slope=1, intercept=-1000 + 4080,
+                                                        window=WINDOW_13), GREY, None, True),
     "12bit-no-window": (lambda: f.dicom(TWELVE, stored=12), _expected_twelve_bit(), None, True),
     "rle-rgb": (lambda: f.dicom(COLOUR, syntax=RLELossless), COLOUR, None, True),
     "multi-frame-frame-2": (lambda: f.dicom([GREY[::-1], GREY, 255 - GREY]), GREY, 2, True),
@@ -82,6 +85,14 @@ def test_each_kind_decodes_to_the_pixels_of_its_png(name):
         assert np.array_equal(resize_for_model(img, 64), preprocess(f.png(expected), 64))
     else:  # JPEG at quality 95 with 4:2:2 chroma: close, not equal
         assert diff.mean() < 6.0, diff.mean()
+
+
+def test_native_ybr_full_becomes_the_rgb_it_encodes():
+    from pydicom.pixels import convert_color_space
+
+    ybr = convert_color_space(COLOUR, "RGB", "YBR_FULL")
+    img = decode_rgb(f.dicom(ybr, photometric="YBR_FULL"))
+    assert np.abs(_pixels(img) - COLOUR.astype(np.int16)).max() <= 2  # two 8-bit colour conversions: rounding
 
 
 def test_the_frame_and_region_come_back_with_the_image():
@@ -202,6 +213,9 @@ BAD = {
     "lying-frames": (lambda: f.dicom(GREY, extra=_set(NumberOfFrames=40)), DCM, {}, 400, "corrupt_image"),
     "lying-bits": (lambda: f.dicom(GREY, extra=_set(BitsAllocated=16, BitsStored=16)), DCM, {}, 400,
                    "corrupt_image"),
+    "jpeg-baseline-declared-16-bit": (lambda: f.dicom(GREY, syntax=JPEGBaseline8Bit, extra=_set(BitsAllocated=16,
+                                                                                            BitsStored=12)),
+                                      DCM, {}, 400, "corrupt_image"),
     "lying-jpeg-size": (lambda: f.dicom(GREY, syntax=JPEGBaseline8Bit, extra=_set(Columns=120)), DCM, {}, 400,
                         "corrupt_image"),
     "lying-samples": (lambda: f.dicom(GREY, extra=_set(SamplesPerPixel=3)), DCM, {}, 400, "corrupt_image"),
