@@ -212,3 +212,22 @@ def test_cfn_lint_finds_nothing_in_the_training_templates(request, which):
     result = subprocess.run([str(VENV_BIN / "cfn-lint"), str(stack.template_path)], cwd=REPO, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_dockerfiles_requirement_step_swaps_only_tensorflow_cpu(tmp_path):
+    """The RUN step's shell, up to its pip install, on copies of the two requirement files (no Docker here)."""
+    dockerfile = (REPO / DOCKERFILE).read_text().replace("\\\n", " ")
+    (run,) = [line for line in dockerfile.splitlines() if line.startswith("RUN ") and "tensorflow-cpu" in line]
+    steps = [s.strip() for s in run[4:].split("&&")]
+    before_pip = steps[:[i for i, s in enumerate(steps) if s.startswith("pip install")][0]]
+    for name in ("model_training/requirements.txt", "lambda_src/requirements.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text((REPO / name).read_text())
+    script = " && ".join(before_pip + ['echo "$tf_version"'])
+    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    pins = (REPO / "model_training/requirements.txt").read_text().splitlines()
+    assert result.stdout.strip() == next(p.split("==")[1] for p in pins if p.startswith("tensorflow-cpu=="))
+    gpu = (tmp_path / "model_training/requirements-gpu.txt").read_text().splitlines()
+    assert gpu == [p for p in pins if not p.startswith("tensorflow-cpu==")]
+    assert "-r ../lambda_src/requirements.txt" in gpu  # so the image gets the serving pins too
