@@ -39,7 +39,7 @@ ADAPT_ARGS ?=
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help install demo test serve train train-cloud upload promote expectations data-check weights-check cv evaluate diff audit adapt input-check synth bootstrap deploy destroy status rollback bench lint clean
+.PHONY: help install demo test serve train train-cloud upload promote expectations data-check weights-check cv evaluate diff audit adapt input-check synth bootstrap deploy destroy status rollback bench page-shot site-eval lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -185,6 +185,14 @@ destroy: $(VENV)/.installed ## delete the stack (with removalPolicy destroy, als
 
 bench: $(VENV)/.installed ## benchmarks -> bench/results.{json,md}, docs/benchmarks.md (options: make bench BENCH_ARGS=--help)
 	$(PY) -m bench --readme docs/benchmarks.md $(BENCH_ARGS)
+
+page-shot: $(VENV)/.installed ## re-shoot docs/page.png: the page on the bundled model in Chromium (apt-get install -y chromium)
+	PAGE_SCREENSHOT=docs/page.png $(PY) -m pytest tests/browser -q -k bundled_model -p no:cacheprovider
+
+# What a hospital would see: each folder in SITES over real HTTP at every operating point (bench/site_eval.py).
+SITES ?= ../shared/data/uclm_dev
+site-eval: $(VENV)/.installed ## score site folders over HTTP at each operating point: make site-eval SITES="/data/a /data/b" -> runs/site_eval
+	$(PY) -m bench.site_eval --model $(MODEL_DIR) $(foreach d,$(SITES),--data "$(d)") $(SPLIT_ARG) --out runs/site_eval
 
 lint: $(VENV)/.installed ## hadolint on the Dockerfile, cdk synth (cdk-nag) + cfn-lint on the template
 	@$(VENV)/bin/hadolint lambda_src/Dockerfile model_training/Dockerfile
