@@ -8,7 +8,7 @@ import json
 import numpy as np
 
 from . import plots
-from .operating_points import choose, out_of_site_sets
+from .operating_points import out_of_site_sets
 from .site_metrics import LABELS
 
 GOALS = [  # (what, key, comparison, target) from issue 9, judged per unseen site
@@ -159,14 +159,5 @@ Wall time {extra['train_wall_seconds'] / 60:.1f} min, peak memory {extra['peak_m
     sets = {f"unseen {k}": v for k, v in unseen.items()}
     sets |= {f"test {name}": ([by_name[name].site.labels[i] for i in by_name[name].test], probs)
              for name, probs in test_probs.items()}
-    points = calib.get("points") or _points_from(unseen, calib)
-    write_section(out / "report.md", section(points, sets))
-    plot(points, sets, out / "decision_by_site.png")
-
-
-def _points_from(unseen: dict, calib: dict) -> dict:
-    """The named points of a calibration recorded before they existed (choose() on the same predictions)."""
-    labels = [l for ls, _ in unseen.values() for l in ls]
-    probs = np.concatenate([p for _, p in unseen.values()])
-    return choose(probs, labels, target_sensitivity=calib["target_sensitivity"],
-                  max_lesions_called_normal=calib["max_lesions_called_normal"])
+    write_section(out / "report.md", section(calib["points"], sets))
+    plot(calib["points"], sets, out / "decision_by_site.png")
