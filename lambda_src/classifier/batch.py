@@ -29,6 +29,7 @@ from typing import Any, Iterable, Iterator
 
 from .errors import ClientError, ModelLoadError
 from .input_check import WARNING
+from .prediction import prediction_body
 from .model_card import DISCLAIMER, ModelCard
 from .settings import DEFAULT_MODEL_DIR
 
@@ -57,24 +58,17 @@ def prediction(engine, data: bytes, *, heatmap: bool = False) -> dict[str, Any]:
     if checked:
         engine.clear()
     analysis = engine.analyse(data)  # a CheckedEngine raises NotUltrasound (422 not_ultrasound) for a reject
-    label, rule = engine.card.decide(analysis.probabilities)
-    card = engine.card
-    body: dict[str, Any] = {
-        "label": label,
-        "label_rule": rule,
-        "probabilities": analysis.probabilities,
-        "model": {"name": card.name, "version": card.version},
-        "disclaimer": card.disclaimer or DISCLAIMER,
-    }
+    result = engine.last() if checked else None
+    # The API's own body builder (label under the default operating point, rule, decision, box rule).
+    body = prediction_body(engine.card, analysis, check=result)
     if analysis.dicom is not None:  # the frame scored (the file's default: docs/api.md, "DICOM")
         body["dicom"] = analysis.dicom.to_dict()
-    loc = analysis.localisation
-    body["box"] = loc.box if loc is not None else None
-    body["peak"] = loc.peak if loc is not None else None
+    loc = body.pop("localisation", None)  # flattened: a row has the box and peak, the heatmap on request
+    body["box"] = loc["box"] if loc is not None else None
+    body["peak"] = loc["peak"] if loc is not None else None
     if heatmap and loc is not None:
-        body["heatmap"] = loc.heatmap
+        body["heatmap"] = loc["heatmap"]
     # What the handler adds after the route (handler._add_input_check): warnings and the input check's score.
-    result = engine.last() if checked else None
     body["warnings"] = [WARNING] if result is not None and result.verdict == "warn" else []
     if result is not None:
         body["input_check"] = result.to_dict()
