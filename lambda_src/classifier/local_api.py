@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -34,6 +35,9 @@ from .errors import PayloadTooLarge, json_body
 from .lambda_context import LocalContext
 from .request_body import BINARY_MEDIA_TYPES, parse_content_type
 from .stderr_filter import XNNPACK_NOISE, filtered_stderr
+
+#: The API's OpenAPI document (docs/openapi.json), served at GET /openapi.json when the checkout has it.
+OPENAPI_FILE = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 
 Handler = Callable[[Mapping[str, Any], Any], dict]
 STAGE = "local"
@@ -115,6 +119,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         return super().handle_expect_100()
 
     def do_GET(self) -> None:
+        if urlsplit(self.path).path == "/openapi.json" and OPENAPI_FILE.is_file():
+            # The committed contract (classifier.response_model writes it); local only, not a Lambda route.
+            self._note = "openapi.json"
+            self._send(200, {"Content-Type": "application/json"}, OPENAPI_FILE.read_bytes())
+            return
         self._serve()
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = do_GET

@@ -49,6 +49,18 @@ def labels_by_rule(rule: str, probs: dict[str, float], labels: list[str]) -> set
     return allowed
 
 
+def _check_schema(status: int, doc: dict, what: str) -> None:
+    """The typed contract (classifier.response_model, the models docs/openapi.json is built from)."""
+    from pydantic import ValidationError
+
+    from classifier.response_model import ErrorBody, Prediction
+
+    try:
+        (Prediction if status == 200 else ErrorBody).model_validate(doc)
+    except ValidationError as exc:
+        raise AssertionError(f"{what}: status {status} body breaks the response model: {exc}") from None
+
+
 def check_body(status: int, body: bytes | str, labels: list[str], *, what: str) -> dict:
     """Status and body must be a valid prediction (200) or a client error (4xx) in the documented shape."""
     assert status == 200 or 400 <= status < 500, f"{what}: status {status}, body {str(body)[:300]!r}"
@@ -59,6 +71,7 @@ def check_body(status: int, body: bytes | str, labels: list[str], *, what: str) 
     except ValueError as exc:
         raise AssertionError(f"{what}: status {status} with a non-JSON body {str(body)[:200]!r}") from exc
     assert isinstance(doc, dict), f"{what}: body is not a JSON object: {doc!r:.200}"
+    _check_schema(status, doc, what)
     if status == 200:
         assert set(doc) >= {"label", "probabilities", "model", "disclaimer"}, f"{what}: keys {sorted(doc)}"
         probs = doc["probabilities"]

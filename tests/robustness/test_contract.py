@@ -35,7 +35,7 @@ def test_a_probability_on_a_printed_threshold_may_go_either_way():
 
 
 def _body(label: str, probs: dict) -> str:
-    return json.dumps({"label": label, "label_rule": RULE, "probabilities": probs,
+    return json.dumps({"label": label, "label_rule": RULE, "operating_point": "sensitive", "probabilities": probs,
                        "model": {"name": "m", "version": "v"},
                        "disclaimer": "Research use only. Not a medical device."}) + "\n"
 
