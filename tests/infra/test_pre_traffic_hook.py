@@ -120,3 +120,22 @@ def test_a_changed_image_is_caught_before_it_is_sent(monkeypatch, packaged, serv
     (altered / expectations["images"][0]["file"]).write_bytes(b"not the image")
     result, lam, _ = _run(monkeypatch, altered, lambda event: service(event))
     assert result["status"] == "Failed" and "sha256" in result["problems"][0] and len(lam.calls) == 2
+
+
+def test_the_bundled_models_recorded_answers_still_hold(monkeypatch, tmp_path):
+    """The committed model.json's pre_traffic against today's serving code on the bundled model (input check
+    on): a change to preprocessing or the label rule without `make expectations` would fail the next deploy."""
+    from classifier.handler import Service
+    from classifier.settings import Settings
+
+    model_dir = REPO / "lambda_src" / "model"
+    card = json.loads((model_dir / "model.json").read_text())
+    if "pre_traffic" not in card:
+        pytest.skip("the bundled model.json has no pre_traffic yet (make expectations writes it)")
+    expectations, images = pre_traffic_expectations(card, REPO)
+    for name, path in images.items():
+        shutil.copy2(path, tmp_path / name)
+    (tmp_path / "expectations.json").write_text(json.dumps(expectations))
+    bundled = Service(Settings(model_dir=model_dir, metrics_enabled=False))
+    result, lam, cd = _run(monkeypatch, tmp_path, lambda event: bundled(event))
+    assert result == {"status": "Succeeded", "problems": []} and len(lam.calls) == len(images)
