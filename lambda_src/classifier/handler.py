@@ -116,6 +116,8 @@ class Service:
             self.drift = DriftMetrics(namespace=self.settings.metrics_namespace, service=self.settings.service_name,
                                       labels=list(card.labels), model_version=card.version,
                                       batch=self.settings.drift_batch)
+        # From here on (this line, the rest of a first request that loaded it): _invoke re-adds it per request.
+        self.logger.append_keys(model_version=card.version)
         self.logger.info(
             "model loaded",
             extra={"model": card.name, "version": card.version, "load_ms": _ms_since(start),

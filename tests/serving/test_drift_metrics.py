@@ -77,6 +77,12 @@ def test_the_handler_names_its_model_in_headers_logs_and_metrics(tiny_model_dir,
     lines = _lines(capsys.readouterr().out)
     logs = [line for line in lines if line.get("message") == "request"]
     assert len(logs) == 4 and all(line["model_version"] == version for line in logs)
+    # A service that loads its model on the first request (the local API) names it from that request on.
+    lazy = Service(Settings(model_dir=tiny_model_dir, log_level="INFO", metrics_enabled=False))
+    lazy(predict_raw(image_bytes(seed=3)), LocalContext())
+    first = [line for line in _lines(capsys.readouterr().out) if line.get("message") in ("model loaded", "request")]
+    assert [line["message"] for line in first] == ["model loaded", "request"]
+    assert all(line["model_version"] == version for line in first)
     service_metrics = [line for line in _emf(lines, "Requests")]
     assert len(service_metrics) == 4 and all(line["model_version"] == version for line in service_metrics)
     (drift,) = _emf(lines, "PredictedMalignant")  # two predictions = one batch; the 400 adds nothing
