@@ -125,9 +125,11 @@ def read(data: bytes, *, frame: int | None = None) -> DicomFrame:
     Raises a ClientError for anything not decoded (see the module docstring)."""
     if not is_dicom(data):
         raise NotDicom("the data is not a DICOM file (no 'DICM' after the 128-byte preamble)")
-    with warnings.catch_warnings():
-        # pydicom warns about odd values instead of failing; everything that matters is checked here.
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True):
+        # pydicom warns about odd values instead of failing, and its messages can quote header values (a
+        # patient's name): they are collected here and dropped, never printed or logged. Everything that
+        # matters is checked below.
+        warnings.simplefilter("always")
         try:
             ds = pydicom.dcmread(_BoundedReader(data))
         except InvalidDicomError:
