@@ -172,7 +172,7 @@ def test_upload_shows_label_bars_overlay_and_refusals(browser, checked_api, tmp_
 
     _upload(page, tmp_path, "notes.png", b"these are my notes, not an image")
     page.wait_for_selector("#error:not([hidden])")
-    assert "not a PNG or JPEG image" in page.inner_text("#error")
+    assert "not a PNG, JPEG or DICOM image" in page.inner_text("#error")
     assert page.locator("#result").is_hidden()
 
     _upload(page, tmp_path, "holiday.png", to_png(colour_photo_like(3, 400, 300)))

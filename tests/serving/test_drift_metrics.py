@@ -4,6 +4,7 @@ the handler on the tiny model (real LiteRT), its stdout parsed as CloudWatch wou
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
@@ -14,6 +15,10 @@ from classifier.settings import Settings, SettingsError
 from tests.serving.events import image_bytes, predict_raw, rest_event
 
 LABELS = ["normal", "benign", "malignant"]
+
+
+def _fresh() -> str:
+    return f"drift-test-{uuid.uuid4().hex[:8]}"
 
 
 def _lines(text: str) -> list[dict]:
@@ -61,7 +66,8 @@ def test_flush_writes_a_partial_batch_and_bad_batches_are_refused(capsys):
 
 
 def test_the_handler_names_its_model_in_headers_logs_and_metrics(tiny_model_dir, capsys):
-    service = Service(Settings(model_dir=tiny_model_dir, drift_batch=2, log_level="INFO"))
+    # A service name of its own: Powertools keeps one logger per name, bound to the stdout of the test that made it.
+    service = Service(Settings(model_dir=tiny_model_dir, drift_batch=2, log_level="INFO", service_name=_fresh()))
     service.warm()
     version = service.engine().card.version
     capsys.readouterr()
@@ -78,7 +84,7 @@ def test_the_handler_names_its_model_in_headers_logs_and_metrics(tiny_model_dir,
     logs = [line for line in lines if line.get("message") == "request"]
     assert len(logs) == 4 and all(line["model_version"] == version for line in logs)
     # A service that loads its model on the first request (the local API) names it from that request on.
-    lazy = Service(Settings(model_dir=tiny_model_dir, log_level="INFO", metrics_enabled=False))
+    lazy = Service(Settings(model_dir=tiny_model_dir, log_level="INFO", metrics_enabled=False, service_name=_fresh()))
     lazy(predict_raw(image_bytes(seed=3)), LocalContext())
     first = [line for line in _lines(capsys.readouterr().out) if line.get("message") in ("model loaded", "request")]
     assert [line["message"] for line in first] == ["model loaded", "request"]

@@ -102,7 +102,9 @@ def test_env_names_are_the_ones_the_settings_read():
     env_text = " ".join(args for word, args in instructions() if word == "ENV")
     names = set(re.findall(r"([A-Z_]+)=", env_text))
     # off unless the stack (or the operator) sets them
-    optional = {"POWERTOOLS_METRICS_DISABLED", "CLASSIFIER_CORS_ORIGINS", "CLASSIFIER_LOG_PREDICTIONS"}
+    optional = {"POWERTOOLS_METRICS_DISABLED", "CLASSIFIER_CORS_ORIGINS", "CLASSIFIER_LOG_PREDICTIONS",
+                # has a default in settings (one drift line per N predictions); an operator may tune it
+                "CLASSIFIER_DRIFT_BATCH"}
     read = {v for k, v in vars(settings_module).items() if k.startswith("ENV_")} - optional
     assert names == read
     assert "CLASSIFIER_MODEL_DIR=${LAMBDA_TASK_ROOT}/model" in env_text
@@ -117,9 +119,27 @@ def test_image_requirements_are_runtime_only_and_pinned():
     assert "ai-edge-litert" in names
 
 
+def _image_import_names() -> set[str]:
+    """The top-level import names the image's requirements.txt provides (pillow -> PIL, ...)."""
+    import importlib.metadata as md
+
+    lines = [ln.strip() for ln in (CONTEXT / "requirements.txt").read_text().splitlines()
+             if ln.strip() and not ln.startswith("#")]
+    wanted = {ln.split("==")[0].lower().replace("_", "-") for ln in lines}
+    names = {name for name, dists in md.packages_distributions().items()
+             if any(d.lower().replace("_", "-") in wanted for d in dists)}
+    assert {"numpy", "PIL", "ai_edge_litert", "aws_lambda_powertools", "pydicom"} <= names, names
+    return names
+
+
+# Modules in the package that the image never imports (dev tools), with the extra imports they may use.
+# response_model writes docs/openapi.json (pydantic, a dev dependency); the local API serves the written file.
+DEV_ONLY = {"response_model": {"pydantic"}}
+
+
 def test_serving_package_imports_nothing_the_image_lacks():
-    """No TensorFlow, Keras or training code, and no third-party module outside the requirements."""
-    allowed_third_party = {"numpy", "PIL", "ai_edge_litert", "aws_lambda_powertools", "simplejpeg"}
+    """No TensorFlow, Keras or training code, and no third-party module outside the image's requirements."""
+    allowed_third_party = _image_import_names()
     # boto3/botocore ship in the Lambda python3.12 base image (not in requirements.txt); tqdm is optional (the batch
     # CLI's progress bar, ImportError handled). Each may only be imported inside a function, so importing a module
     # (the API's cold start) never loads them.
@@ -129,6 +149,11 @@ def test_serving_package_imports_nothing_the_image_lacks():
         tree = ast.parse(path.read_text())
         top_level = {id(n) for n in tree.body}
         for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and path.stem not in DEV_ONLY:
+                module = (node.module or "").removeprefix("classifier").lstrip(".")
+                ours = node.level == 1 or (node.module or "").split(".")[0] == "classifier"
+                imported = {module.split(".")[0]} | ({a.name for a in node.names} if ours and not module else set())
+                assert not (ours and imported & set(DEV_ONLY)), f"{path.name} imports a dev-only module: {imported}"
             if isinstance(node, ast.Import) or (isinstance(node, ast.ImportFrom) and node.level == 0):
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
                 if any(n.split(".")[0] in lazy_only for n in names):
@@ -140,5 +165,6 @@ def test_serving_package_imports_nothing_the_image_lacks():
                 roots = [node.module.split(".")[0]]
             else:
                 continue
+            allowed = allowed_third_party | DEV_ONLY.get(path.stem, set())
             for root in roots:
-                assert root in stdlib or root in allowed_third_party or root == "classifier", f"{path.name}: {root}"
+                assert root in stdlib or root in allowed or root == "classifier", f"{path.name}: {root}"
