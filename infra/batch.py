@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -24,6 +23,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct, IDependable
 
 from infra.build_context import BuildContext
+from infra.alarms import notified_alarm
 from infra.config import InfraConfig
 from infra.function import _ARCHITECTURES, log_group
 from infra.nag import acknowledge
@@ -195,20 +195,9 @@ class BatchScoring(Construct):
             ("BatchExecutionsAborted", self.state_machine.metric_aborted(period=period, statistic="Sum"),
              "A batch execution was aborted."),
         ):
-            alarm = cloudwatch.Alarm(
-                self,
-                name,
-                alarm_name=f"{config.stack_name}-{name}",
-                alarm_description=description,
-                metric=metric,
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            )
-            alarm.add_alarm_action(cw_actions.SnsAction(alarm_topic))
-            alarm.add_ok_action(cw_actions.SnsAction(alarm_topic))
-            self.alarms[name] = alarm
+            self.alarms[name] = notified_alarm(self, name, alarm_name=f"{config.stack_name}-{name}",
+                                               description=description, metric=metric, threshold=1,
+                                               topic=alarm_topic)
 
     def _bucket(self, construct_id: str, existing: str | None, expiry_days: int, log_prefix: str) -> s3.IBucket:
         if existing:

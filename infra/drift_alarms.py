@@ -15,10 +15,10 @@ from typing import Any
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from infra.alarms import notified_alarm
 from infra.config import InfraConfig
 
 #: The card's drift format this code reads (model_training/drift_band.py FORMAT).
@@ -91,11 +91,11 @@ class DriftAlarms(Construct):
                 label=f"{entry['metric']} outside [{lo:.3g}, {hi:.3g}]",
             )
             name = f"Drift{entry['metric']}"
-            alarm = cloudwatch.Alarm(
+            self.alarms[entry["name"]] = notified_alarm(
                 self,
                 entry["metric"],
                 alarm_name=f"{config.stack_name}-{name}",
-                alarm_description=(
+                description=(
                     f"{entry['name']} of model {card.get('version')} ({entry['statistic']} over "
                     f"{config.drift_period_minutes} min, >= {config.drift_min_samples} requests) left its band "
                     f"[{lo:.4g}, {hi:.4g}] from the model's out-of-site evaluation (model.json drift; expected "
@@ -103,10 +103,5 @@ class DriftAlarms(Construct):
                 )[:1024],
                 metric=expression,
                 threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                topic=topic,
             )
-            alarm.add_alarm_action(cw_actions.SnsAction(topic))
-            alarm.add_ok_action(cw_actions.SnsAction(topic))
-            self.alarms[entry["name"]] = alarm

@@ -5,13 +5,13 @@ from __future__ import annotations
 from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from infra.alarms import notified_alarm
 from infra.config import InfraConfig
 
 PERIOD = Duration.minutes(5)
@@ -76,18 +76,6 @@ class Monitoring(Construct):
         ]
         self.alarms: dict[str, cloudwatch.Alarm] = {}
         for name, metric, threshold, description in specs:
-            alarm = cloudwatch.Alarm(
-                self,
-                name,
-                alarm_name=f"{config.stack_name}-{name}",
-                alarm_description=description,
-                metric=metric,
-                threshold=threshold,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                # No traffic is not a failure.
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            )
-            alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
-            alarm.add_ok_action(cw_actions.SnsAction(self.topic))
-            self.alarms[name] = alarm
+            self.alarms[name] = notified_alarm(self, name, alarm_name=f"{config.stack_name}-{name}",
+                                               description=description, metric=metric, threshold=threshold,
+                                               topic=self.topic)

@@ -18,7 +18,6 @@ from typing import Any
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -26,6 +25,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from infra.alarms import notified_alarm
 from infra.config import InfraConfig
 from infra.function import ALIAS_NAME, log_group
 from infra.monitoring import DURATION_ALARM_FRACTION
@@ -201,19 +201,14 @@ class Release(Construct):
         ]
         alarms = {}
         for name, metric_name, statistic, dimensions, threshold, description in specs:
-            alarm = cloudwatch.Alarm(
+            alarms[name] = notified_alarm(
                 self,
                 name,
                 alarm_name=f"{config.stack_name}-{name}",
-                alarm_description=description + " Gates the release: CodeDeploy rolls the alias back.",
+                description=description + " Gates the release: CodeDeploy rolls the alias back.",
                 metric=cloudwatch.Metric(namespace="AWS/Lambda", metric_name=metric_name, statistic=statistic,
                                          dimensions_map=dimensions, period=CANARY_PERIOD),
                 threshold=threshold,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                topic=topic,
             )
-            alarm.add_alarm_action(cw_actions.SnsAction(topic))
-            alarm.add_ok_action(cw_actions.SnsAction(topic))
-            alarms[name] = alarm
         return alarms

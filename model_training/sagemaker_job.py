@@ -161,12 +161,13 @@ def argv_from_hyperparameters(hps: dict[str, str], train: argparse.ArgumentParse
 # --- S3 -----------------------------------------------------------------------------------------------------
 
 def parse_s3(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://"):
-        raise TrainingError(f"{uri!r} is not an s3://bucket/prefix URI")
-    bucket, _, key = uri[5:].partition("/")
-    if not bucket:
-        raise TrainingError(f"{uri!r} names no bucket")
-    return bucket, key
+    """s3://bucket/key -> (bucket, key): the serving package's parser (one rule for what an S3 URL is)."""
+    from classifier.stack_lookup import StackLookupError, parse_s3_url
+
+    try:
+        return parse_s3_url(uri)
+    except StackLookupError as exc:
+        raise TrainingError(str(exc)) from None
 
 
 @dataclass(frozen=True)
