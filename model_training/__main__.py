@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "out-of-site predictions reaches this")
     t.add_argument("--no-test", action="store_true",
                    help="explore settings: stop after the validation choices, never touching the test split")
+    t.add_argument("--cross-fit-folds", type=int, default=d.cross_fit_folds,
+                   help="lesion recipe: set the \"normal\" threshold on K-fold out-of-fold predictions inside the "
+                        "sites (K more fits of the recipe; docs/training.md); 0: on the leave-one-site-out predictions")
     t.add_argument("--no-hard-negatives", dest="hard_negatives", action="store_false",
                    help="lesion recipe: do not add the lesion-free strips of every site's lesion frames as "
                         "\"no lesion\" frames (docs/training.md)")
@@ -198,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
                         description="What `train` does for the models it writes, on a model folder trained before "
                                     "named points existed: the points are chosen again from REPORT/"
                                     "loso_predictions.npz and the card's calibration (the default, `sensitive`, must "
-                                    "come out as the card's own rule), written into MODEL/model.json with what each "
+                                    "come out as the card's own rule; with REPORT/cross_fit_predictions.npz from "
+                                    "`cross-fit`, the normal threshold comes from it and the card follows), written into MODEL/model.json with what each "
                                     "did on each unseen site, and reported (REPORT/report.md section, "
                                     "decision_by_site.png) with each DATA site's held-out test split scored as served.")
     op.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="model folder (model.tflite + model.json)")
@@ -206,6 +210,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="its report folder (loso_predictions.npz, split.json, report.md)")
     op.add_argument("--data", type=Path, action="append", default=[],
                     help="a training site's folder, for its test split (repeat per site)")
+
+    cf = sub.add_parser("cross-fit", help="out-of-fold predictions inside the training sites, for the \"normal\" "
+                                          "threshold (train does this; for models trained before it)",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                        description="K patient-grouped folds over each site's train + val (the model's own split, "
+                                    "checked against REPORT/split.json; test is never touched): each fold model is "
+                                    "trained with the model's recipe (model.json) on every site's other folds and "
+                                    "predicts its fold. Writes REPORT/cross_fit_predictions.npz; then "
+                                    "`operating-points` sets the normal threshold from it (docs/training.md).")
+    cf.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="model folder (its model.json recipe)")
+    cf.add_argument("--report", type=Path, default=BUNDLED_REPORT, help="its report folder (split.json)")
+    cf.add_argument("--data", type=Path, action="append", default=[], help="a training site's folder (repeat)")
+    cf.add_argument("--weights", default=None, help="backbone weights (default: the path in model.json)")
+    cf.add_argument("--folds", type=int, default=3, help="folds (each one a full fit of the recipe)")
+    cf.add_argument("--work", type=Path, default=Path("runs/cache"), help="decoded-site cache")
 
     mc = sub.add_parser("model-card", help="write docs/model-card.md from a model's model.json (promote does it)",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -274,7 +293,7 @@ def _train(args) -> int:
         print(f"run folder: {run} (the bundled model in {runs.BUNDLED_MODEL} is not touched)", flush=True)
     cfg = _config(args, out=args.out, report=args.report, quantize=args.quantize, name=args.name,
                   cv_folds=args.cv_folds, evaluate_test=not args.no_test, target_sensitivity=args.target_sensitivity,
-                  hard_negatives=args.hard_negatives)
+                  hard_negatives=args.hard_negatives, cross_fit_folds=args.cross_fit_folds)
     if cfg.recipe == "lesion":
         from .lesion_pipeline import train_lesion
 
@@ -356,6 +375,14 @@ def main(argv: list[str] | None = None) -> int:
             from .model_card_doc import write
 
             print(f"written: {write(args.model, args.out)}")
+        elif args.command == "cross-fit":
+            from .cross_fit import FILE, for_model
+
+            if not args.data:
+                raise TrainingError("cross-fit needs the model's training sites: --data DIR per site")
+            done = for_model(args.model, args.report, args.data, weights=args.weights, k=args.folds,
+                             cache_dir=args.work)
+            print(f"written: {args.report / FILE} ({len(done.label)} out-of-fold predictions, {done.seconds:.0f} s)")
         elif args.command == "operating-points":
             from .operating_points import refresh
 

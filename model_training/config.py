@@ -63,6 +63,9 @@ class TrainConfig:
     target_sensitivity: float = 0.90
     # lesion recipe: lesion-free strips of each site's lesion frames as extra "no lesion" frames
     hard_negatives: bool = True
+    # lesion recipe: the normal threshold from K-fold out-of-fold predictions inside the sites (cross_fit.py;
+    # K more fits); 0 = from the leave-one-site-out predictions (v5 and before)
+    cross_fit_folds: int = 3
     evaluate_test: bool = True  # False: stop after the validation choices (explore without touching test)
 
     @property

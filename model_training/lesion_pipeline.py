@@ -17,6 +17,9 @@ from classifier.engine import Engine
 
 from .calibrate import fit_binary_temperature
 from .config import TrainConfig
+from .cross_fit import FILE as CROSS_FIT_FILE
+from .cross_fit import cross_fit
+from .cross_fit import normal_threshold as cross_fit_normal
 from .errors import ParityError
 from .lesion_fit import FitConfig, as_input, fit, predict_logits
 from .loso import OutOfSite, SiteSplit, leave_one_site_out, split_site
@@ -58,7 +61,8 @@ def _calibration_set(oos: list[OutOfSite], splits: list[SiteSplit]) -> dict:
     return {"labels": labels, "lesion": np.concatenate(lesion, axis=1), "malig": np.concatenate(malig, axis=1)}
 
 
-def _fit_calibration(cal: dict, oos: list[OutOfSite], splits: list[SiteSplit], target: float) -> dict:
+def _fit_calibration(cal: dict, oos: list[OutOfSite], splits: list[SiteSplit], target: float,
+                     normal: dict | None = None) -> dict:
     labels = np.array(cal["labels"])
     lesion = labels != "normal"
     t_malig = fit_binary_temperature(cal["malig"][:, lesion], labels[lesion] == "malignant")
@@ -77,11 +81,14 @@ def _fit_calibration(cal: dict, oos: list[OutOfSite], splits: list[SiteSplit], t
     # "normal" only on strong evidence: at most MAX_LESIONS_CALLED_NORMAL of the out-of-site lesions reach
     # it (a missed lesion costs more than a second look at a normal frame); then each named point's
     # malignant threshold (operating_points.choose); the default one is the card's `operating_point`.
-    points = choose(probs, labels, target_sensitivity=target, max_lesions_called_normal=MAX_LESIONS_CALLED_NORMAL)
-    threshold, normal = points[DEFAULT]["malignant_threshold"], points[DEFAULT]["normal_threshold"]
+    points = choose(probs, labels, target_sensitivity=target, max_lesions_called_normal=MAX_LESIONS_CALLED_NORMAL,
+                    normal=normal)
+    threshold, normal_t = points[DEFAULT]["malignant_threshold"], points[DEFAULT]["normal_threshold"]
     return {"malignant_temperature": t_malig, "lesion_temperature": t_lesion, "lesion_temperature_note": lesion_note,
-            "points": points, "malignant_threshold": threshold, "normal_threshold": normal,
+            "points": points, "malignant_threshold": threshold, "normal_threshold": normal_t,
             "max_lesions_called_normal": MAX_LESIONS_CALLED_NORMAL, "target_sensitivity": target, "n": int(len(labels)),
+            "normal_threshold_rule": normal["rule"] if normal else "leave-one-site-out",
+            "normal_threshold_cross_fit": normal,
             "n_malignant": int((labels == "malignant").sum())}
 
 
@@ -202,9 +209,17 @@ def train_lesion(cfg: TrainConfig) -> dict:
         selection = "one site: a group-aware 20 % hold-out of its train + val (not a new site)"
     cal = _calibration_set(oos, splits)
     _save_out_of_site(oos, splits, cfg.report / "loso_predictions.npz")
-    calib = _fit_calibration(cal, oos, splits, cfg.target_sensitivity)
-    loso = _loso_metrics(oos, splits, calib)
     seconds["leave_one_site_out"] = round(time.time() - tick, 1)
+    # 2b. the normal threshold, out of fold inside the sites (cross_fit.py: LOSO cannot set it)
+    normal = None
+    if cfg.cross_fit_folds >= 2 and any(l == "normal" for sp in splits for l in sp.site.subset(sp.trainval).labels):
+        tick = time.time()
+        cf = cross_fit(splits, fcfg, k=cfg.cross_fit_folds, flip=tta)
+        cf.save(cfg.report / CROSS_FIT_FILE)
+        normal = cross_fit_normal(cf, MAX_LESIONS_CALLED_NORMAL)
+        seconds["cross_fit"] = round(time.time() - tick, 1)
+    calib = _fit_calibration(cal, oos, splits, cfg.target_sensitivity, normal=normal)
+    loso = _loso_metrics(oos, splits, calib)
 
     # 3. the final model on every site's train + val ---------------------------------------
     tick = time.time()
@@ -223,9 +238,7 @@ def train_lesion(cfg: TrainConfig) -> dict:
     operating_point = {"malignant_threshold": round(calib["malignant_threshold"], 6),
                        "normal_threshold": round(calib["normal_threshold"], 6),
                        "target_sensitivity": cfg.target_sensitivity,
-                       "chosen_by": f"malignant sensitivity >= {cfg.target_sensitivity:.2f} and <= "
-                                    f"{MAX_LESIONS_CALLED_NORMAL:.0%} of lesions called normal on {calib['n']} "
-                                    f"out-of-site predictions"}
+                       "chosen_by": calib["points"][DEFAULT]["chosen_by"]}
     localisation = {"output": "heatmap", "grid": grid_for(cfg.input_size), "over": "the letterboxed model input",
                     "meaning": "sigmoid of the mask-supervised lesion logits per cell",
                     "box_rule": "connected cells >= half the peak around the peak, mapped to image pixels"}

@@ -5,7 +5,8 @@ predicted by a model that never saw its site) and described by what it did there
     balanced    the malignant threshold with the largest sensitivity + specificity (Youden's J)
 
 Both call "normal" only when p(normal) reaches the threshold that lets at most MAX_LESIONS_CALLED_NORMAL of
-the out-of-site lesions through; they differ in how readily a lesion is called malignant. The card keeps
+the lesions through: at every training site, out of fold (cross_fit.py) when the run has cross-fit predictions,
+else of the pooled out-of-site lesions; they differ in how readily a lesion is called malignant. The card keeps
 them in `operating_points` (the API's `?operating_point=NAME`); the default is the sensitive one.
 """
 
@@ -13,6 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .cross_fit import FILE as CROSS_FIT_FILE
+from .cross_fit import CrossFit
+from .cross_fit import normal_threshold as cross_fit_normal
 from .site_metrics import (LABELS, MAX_LESIONS_CALLED_NORMAL, malignant_given_lesion, normal_threshold_for,
                            site_metrics, threshold_for_sensitivity)
 
@@ -39,23 +43,28 @@ def youden_threshold(score: np.ndarray, is_mal: np.ndarray) -> float:
 
 
 def choose(probs: np.ndarray, labels, *, target_sensitivity: float,
-           max_lesions_called_normal: float = MAX_LESIONS_CALLED_NORMAL) -> dict[str, dict]:
-    """name -> {"malignant_threshold", "normal_threshold", "chosen_by"} from pooled out-of-site predictions."""
+           max_lesions_called_normal: float = MAX_LESIONS_CALLED_NORMAL,
+           normal: dict | None = None) -> dict[str, dict]:
+    """name -> {"malignant_threshold", "normal_threshold", "chosen_by"} from pooled out-of-site predictions.
+    ``normal`` (cross_fit.normal_threshold: {"normal_threshold", "rule"}) sets the normal threshold instead of
+    these predictions; the malignant thresholds are chosen out of site under it either way."""
     labels = np.asarray(labels)
     lesion, is_mal = labels != "normal", labels == "malignant"
-    normal = normal_threshold_for(probs[lesion, 0], max_lesions_called_normal)
+    if normal is None:
+        normal_t = normal_threshold_for(probs[lesion, 0], max_lesions_called_normal)
+        where = f"and <= {max_lesions_called_normal:.0%} of lesions called normal on {len(labels)} out-of-site predictions"
+    else:
+        normal_t = float(normal["normal_threshold"])
+        where = f"on {len(labels)} out-of-site predictions; normal: {normal['rule']}"
     # A frame called normal is never malignant: it counts as a miss, whatever its p(malignant | lesion).
-    score = np.where(probs[:, 0] >= normal, -1.0, malignant_given_lesion(probs))
-    n = len(labels)
-    normal_rule = f"<= {max_lesions_called_normal:.0%} of lesions called normal"
+    score = np.where(probs[:, 0] >= normal_t, -1.0, malignant_given_lesion(probs))
     return {
         "sensitive": {"malignant_threshold": threshold_for_sensitivity(score, is_mal, target_sensitivity),
-                      "normal_threshold": normal,
+                      "normal_threshold": normal_t,
                       "chosen_by": f"malignant sensitivity >= {target_sensitivity:.2f} (the most specific such "
-                                   f"threshold) and {normal_rule} on {n} out-of-site predictions"},
-        "balanced": {"malignant_threshold": youden_threshold(score, is_mal), "normal_threshold": normal,
-                     "chosen_by": f"the largest malignant sensitivity + specificity and {normal_rule} on {n} "
-                                  f"out-of-site predictions"},
+                                   f"threshold) {where}"},
+        "balanced": {"malignant_threshold": youden_threshold(score, is_mal), "normal_threshold": normal_t,
+                     "chosen_by": f"the largest malignant sensitivity + specificity {where}"},
     }
 
 
@@ -217,10 +226,31 @@ def write_section(report_md, text: str) -> None:
     path.write_text(body)
 
 
+def _restate_site_metrics(raw: dict, unseen: dict, tests: dict, op: dict) -> None:
+    """The card's per-site figures at its (new) default point: out of site and on each test split (the test
+    images were scored by the served engine just now; the argmax `test_metrics` do not depend on the point)."""
+    keys = ("n", "n_lesions", "n_malignant", "auc_malignant", "sensitivity", "specificity", "ece_malignant",
+            "lesions_called_normal", "accuracy", "normals_called_normal", "ci95")
+    extra = raw.setdefault("extra", {})
+    for entry in raw.get("sites") or []:
+        for key, sets, where in (("leave_one_site_out", unseen, f"unseen {entry['name']}"),
+                                 ("test_metrics", tests, f"test {entry['name']}")):
+            if where in sets:
+                m = site_metrics(*sets[where], op["malignant_threshold"], op["normal_threshold"])
+                entry[key] = {k: m[k] for k in keys if k in m}
+                bucket = extra.setdefault("leave_one_site_out" if key == "leave_one_site_out" else "test", {})
+                # localisation does not depend on the point; the per-device figures did (dropped, not restated)
+                kept = {k: v for k, v in bucket.get(entry["name"], {}).items() if k != "devices"}
+                bucket[entry["name"]] = {**kept, **m}
+
+
 def refresh(model_dir, report_dir, data_dirs) -> dict[str, dict]:
     """Choose the named points again from a run's saved out-of-site predictions and write them into its
     model.json (thresholds and what each did out of site) and report (section + plot): for model folders
-    trained before named points existed. The default point's thresholds are the card's own rule's."""
+    trained before named points existed. The default point's thresholds are the card's own rule's, unless
+    REPORT/cross_fit_predictions.npz (`cross-fit`) brings a new normal rule: then the card's default point,
+    calibration and per-site figures follow it (its recorded drift band and pre-traffic answers must then be
+    written again: `expectations`)."""
     import json
     from pathlib import Path
 
@@ -232,17 +262,36 @@ def refresh(model_dir, report_dir, data_dirs) -> dict[str, dict]:
     unseen = loso_sets(report_dir, calib)
     labels = [l for ls, _ in unseen.values() for l in ls]
     probs = np.concatenate([p for _, p in unseen.values()])
+    normal = None
+    if (report_dir / CROSS_FIT_FILE).is_file():  # the normal threshold from out-of-fold predictions (cross_fit.py)
+        normal = cross_fit_normal(CrossFit.load(report_dir / CROSS_FIT_FILE), calib["max_lesions_called_normal"],
+                                  t_lesion=calib["lesion_temperature"])
     points = choose(probs, labels, target_sensitivity=calib["target_sensitivity"],
-                    max_lesions_called_normal=calib["max_lesions_called_normal"])
+                    max_lesions_called_normal=calib["max_lesions_called_normal"], normal=normal)
     old = raw.get("operating_point") or {}
-    for key in ("malignant_threshold", "normal_threshold"):
-        if old.get(key) is not None and abs(old[key] - points[DEFAULT][key]) > 1e-5:
-            raise ValueError(f"{model_dir}: the {DEFAULT} point's {key} {points[DEFAULT][key]:.6f} is not the "
-                             f"card's {old[key]:.6f}: the saved predictions are not this model's")
+    rule = normal["rule"] if normal else "leave-one-site-out"
+    changed = calib.get("normal_threshold_rule", "leave-one-site-out") != rule
+    if not changed:
+        # the same rule on the same saved predictions must give the card's own point
+        for key in ("malignant_threshold", "normal_threshold"):
+            if old.get(key) is not None and abs(old[key] - points[DEFAULT][key]) > 1e-5:
+                raise ValueError(f"{model_dir}: the {DEFAULT} point's {key} {points[DEFAULT][key]:.6f} is not the "
+                                 f"card's {old[key]:.6f}: the saved predictions are not this model's")
+    else:  # a new normal rule (cross-fit predictions added): the card's point and calibration follow it
+        if calib.get("normal_threshold_rule") is None:
+            calib["normal_threshold_loso"] = calib.get("normal_threshold")
+        raw["operating_point"] = {**old, **{k: points[DEFAULT][k] for k in ("malignant_threshold", "normal_threshold",
+                                                                              "chosen_by")}}
+        calib.update(normal_threshold=points[DEFAULT]["normal_threshold"], normal_threshold_rule=rule,
+                     malignant_threshold=points[DEFAULT]["malignant_threshold"], normal_threshold_cross_fit=normal,
+                     points=points)
     raw["operating_points"] = describe(points, {k.removeprefix("unseen "): v for k, v in unseen.items()})
     raw["default_operating_point"] = DEFAULT
+    tests = test_sets(model_dir, report_dir / "split.json", data_dirs)
+    if changed:
+        _restate_site_metrics(raw, unseen, tests, raw["operating_point"])
     ModelCard.from_dict(raw).write(model_dir)
-    sets = unseen | test_sets(model_dir, report_dir / "split.json", data_dirs)
+    sets = unseen | tests
     write_section(report_dir / "report.md", section(points, sets))
     plot(points, sets, report_dir / "decision_by_site.png")
     return raw["operating_points"]

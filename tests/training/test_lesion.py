@@ -164,3 +164,58 @@ def test_promote_ships_a_run_that_serves_and_agrees_with_itself(trained, tmp_pat
     doc = json.loads((trained / "report" / "comparison.json").read_text())
     agree, judged = doc["agree"], doc["judged"]
     assert judged > 0 and agree == judged and f"{judged} of {judged} metrics agree" in summary
+
+
+def test_the_normal_threshold_comes_from_out_of_fold_predictions_inside_the_sites(trained):
+    """cross_fit.py: K patient-grouped folds over every site's train + val; the worst site's 2 % rule."""
+    from model_training.cross_fit import FILE, CrossFit
+    from model_training.site_metrics import normal_threshold_for
+
+    card = json.loads((trained / "model" / "model.json").read_text())
+    cf = CrossFit.load(trained / "report" / FILE)
+    split = json.loads((trained / "report" / "split.json").read_text())
+    trainval = {(name, key) for name, site in split["sites"].items()
+                for key, f in site["files"].items() if f["split"] == "trainval"}
+    assert {(str(s), str(k)) for s, k in zip(cf.site, cf.key)} == trainval  # every train + val image once, no test
+    assert len(cf.key) == len(trainval) and set(cf.fold.tolist()) == {0, 1, 2}
+    for name, site in split["sites"].items():  # a patient (group) sits in one fold only
+        group = {key: f["group"] for key, f in site["files"].items()}
+        folds: dict[str, set] = {}
+        for s, k, f in zip(cf.site, cf.key, cf.fold):
+            if s == name:
+                folds.setdefault(group[str(k)], set()).add(int(f))
+        assert all(len(v) == 1 for v in folds.values())
+    p = cf.p_normal()
+    lesion = cf.label != "normal"
+    expected = max(normal_threshold_for(p[(cf.site == s) & lesion], 0.02) for s in set(cf.site.tolist()))
+    calib = card["extra"]["calibration"]
+    assert card["operating_point"]["normal_threshold"] == pytest.approx(expected, abs=1e-6)
+    assert "cross-fit" in calib["normal_threshold_rule"] and "cross-fit" in card["operating_point"]["chosen_by"]
+    assert all(pt["normal_threshold"] == pytest.approx(expected, abs=1e-6) for pt in card["operating_points"].values())
+
+
+def test_operating_points_follow_the_cross_fit_file_and_return_to_the_trained_card(trained, two_sites, tmp_path):
+    """Without the cross-fit file the card goes back to the leave-one-site-out normal rule; with it, to the
+    point training chose."""
+    import shutil
+
+    from model_training.cross_fit import FILE
+
+    model, report = tmp_path / "model", tmp_path / "report"
+    shutil.copytree(trained / "model", model)
+    shutil.copytree(trained / "report", report)
+    data = [str(d) for d in two_sites]
+    trained_card = json.loads((model / "model.json").read_text())
+    (report / FILE).rename(tmp_path / FILE)
+    assert main(["operating-points", "--model", str(model), "--report", str(report),
+                 *[a for d in data for a in ("--data", d)]]) == 0
+    loso = json.loads((model / "model.json").read_text())
+    assert loso["extra"]["calibration"]["normal_threshold_rule"] == "leave-one-site-out"
+    assert "out-of-site predictions" in loso["operating_point"]["chosen_by"]
+    (tmp_path / FILE).rename(report / FILE)
+    assert main(["operating-points", "--model", str(model), "--report", str(report),
+                 *[a for d in data for a in ("--data", d)]]) == 0
+    back = json.loads((model / "model.json").read_text())
+    for key in ("malignant_threshold", "normal_threshold"):
+        assert back["operating_point"][key] == pytest.approx(trained_card["operating_point"][key], abs=1e-6)
+    assert back["sites"][0]["test_metrics"]["n"] == trained_card["sites"][0]["test_metrics"]["n"]
