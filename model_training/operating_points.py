@@ -56,8 +56,12 @@ def choose(probs: np.ndarray, labels, *, target_sensitivity: float,
     else:
         normal_t = float(normal["normal_threshold"])
         where = f"on {len(labels)} out-of-site predictions; normal: {normal['rule']}"
-    # A frame called normal is never malignant: it counts as a miss, whatever its p(malignant | lesion).
-    score = np.where(probs[:, 0] >= normal_t, -1.0, malignant_given_lesion(probs))
+    # A frame called normal is never malignant: it counts as a miss, whatever its p(malignant | lesion). A
+    # cross-fit normal threshold belongs to models trained on every site: the single-site models' p(normal)
+    # (a BUSI-only model's for BUS-BRA lesions ~0.6) says nothing about it, so it masks nothing here.
+    score = malignant_given_lesion(probs)
+    if normal is None:
+        score = np.where(probs[:, 0] >= normal_t, -1.0, score)
     return {
         "sensitive": {"malignant_threshold": threshold_for_sensitivity(score, is_mal, target_sensitivity),
                       "normal_threshold": normal_t,
