@@ -62,7 +62,8 @@ def job_root(tmp_path_factory):
                   offset=60, patients_csv=True)
     root = tmp / "opt-ml"
     _layout(root, [a, b], ["--weights", "none", "--input-size", "64", "--epochs", "1", "--batch-size", "8",
-                           "--test-fraction", "0.25", "--no-input-check", "--tta-flip", "off"])
+                           "--test-fraction", "0.25", "--no-input-check", "--tta-flip", "off",
+                           "--cross-fit-folds", "0"])
     result = _entry(root)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return root, (a, b), result
