@@ -202,8 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "named points existed: the points are chosen again from REPORT/"
                                     "loso_predictions.npz and the card's calibration (the default, `sensitive`, must "
                                     "come out as the card's own rule; with REPORT/cross_fit_predictions.npz from "
-                                    "`cross-fit`, the normal threshold comes from it and the card follows), written into MODEL/model.json with what each "
-                                    "did on each unseen site, and reported (REPORT/report.md section, "
+                                    "`cross-fit`, the normal threshold comes from it and the card follows), written "
+                                    "into MODEL/model.json with what each did on each unseen site, and reported (REPORT/report.md section, "
                                     "decision_by_site.png) with each DATA site's held-out test split scored as served.")
     op.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="model folder (model.tflite + model.json)")
     op.add_argument("--report", type=Path, default=BUNDLED_REPORT,
@@ -223,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     cf.add_argument("--report", type=Path, default=BUNDLED_REPORT, help="its report folder (split.json)")
     cf.add_argument("--data", type=Path, action="append", default=[], help="a training site's folder (repeat)")
     cf.add_argument("--weights", default=None, help="backbone weights (default: the path in model.json)")
-    cf.add_argument("--folds", type=int, default=3, help="folds (each one a full fit of the recipe)")
+    cf.add_argument("--folds", type=int, default=_DEFAULTS.cross_fit_folds,
+                    help="folds (each one a full fit of the recipe)")
     cf.add_argument("--work", type=Path, default=Path("runs/cache"), help="decoded-site cache")
 
     mc = sub.add_parser("model-card", help="write docs/model-card.md from a model's model.json (promote does it)",

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import TrainConfig
 from .lesion_fit import FitConfig, fit, predict_logits
 from .loso import SiteSplit
 from .site_metrics import normal_threshold_for
 
 FILE = "cross_fit_predictions.npz"
-DEFAULT_FOLDS = 3
+DEFAULT_FOLDS = TrainConfig.cross_fit_folds
 
 
 @dataclasses.dataclass
@@ -90,10 +91,6 @@ def cross_fit(splits: list[SiteSplit], cfg: FitConfig, *, k: int = DEFAULT_FOLDS
     return CrossFit(np.array(cols["site"]), np.array(cols["key"]), np.array(cols["label"]), np.array(cols["fold"]),
                     np.concatenate(cols["lesion"], axis=1), np.concatenate(cols["malig"], axis=1),
                     np.concatenate(cols["peak"]), round(time.time() - start, 1))
-
-
-def has_normals(cf: CrossFit) -> bool:
-    return bool((cf.label == "normal").any())
 
 
 def normal_threshold(cf: CrossFit, max_lesions_called_normal: float, *, t_lesion: float = 1.0) -> dict:

@@ -212,7 +212,7 @@ def train_lesion(cfg: TrainConfig) -> dict:
     seconds["leave_one_site_out"] = round(time.time() - tick, 1)
     # 2b. the normal threshold, out of fold inside the sites (cross_fit.py: LOSO cannot set it)
     normal = None
-    if cfg.cross_fit_folds >= 2 and any(l == "normal" for sp in splits for l in sp.site.subset(sp.trainval).labels):
+    if cfg.cross_fit_folds >= 2 and any(sp.site.labels[i] == "normal" for sp in splits for i in sp.trainval):
         tick = time.time()
         cf = cross_fit(splits, fcfg, k=cfg.cross_fit_folds, flip=tta)
         cf.save(cfg.report / CROSS_FIT_FILE)
