@@ -36,6 +36,7 @@ import numpy as np
 from classifier.errors import ModelLoadError
 from classifier.model_card import ModelCard, label_indices
 
+from .cross_fit import FILE as CROSS_FIT_FILE
 from .errors import TrainingError
 from .site_metrics import LABELS, hierarchical_probs
 
@@ -121,10 +122,17 @@ def served_points(card: Mapping[str, Any]) -> tuple[dict[str, dict], str]:
 
 
 def compute_drift_band(predictions: Mapping[str, np.ndarray], card: Mapping[str, Any], *, source: str = "",
-                       n_boot: int = N_BOOT, seed: int = 0) -> dict[str, Any]:
+                       n_boot: int = N_BOOT, seed: int = 0,
+                       out_of_fold: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
     """The card's ``drift`` section from the out-of-site predictions (npz arrays site, label, lesion_logits,
     malignant_logits) and the card. Deterministic for a seed. Raises DriftBandError when a part is missing
-    or the predictions are not the ones this card's calibration was fitted on."""
+    or the predictions are not the ones this card's calibration was fitted on.
+
+    ``out_of_fold`` (the cross-fit's predictions, same arrays) is for a card whose normal threshold came from
+    them: the single-site models behind the out-of-site predictions never set it (a BUSI-only model calls 41 %
+    of BUS-BRA lesions normal at it), so those are then labelled by the malignant rule alone, and the
+    out-of-fold ones, by models trained on every site as the served one was, by the whole rule; each is a
+    "site" of the band."""
     calibration = (card.get("extra") or {}).get("calibration") or {}
     if "malignant_temperature" not in calibration:
         raise DriftBandError("the card has no extra.calibration temperatures (a lesion-recipe `train` writes them)")
@@ -145,11 +153,22 @@ def compute_drift_band(predictions: Mapping[str, np.ndarray], card: Mapping[str,
     if set(labels) != set(LABELS):
         raise DriftBandError(f"the card's labels {labels} are not the lesion recipe's {list(LABELS)}")
     probs = probs[:, [list(LABELS).index(label) for label in labels]]  # the card's label order
+    gated = np.ones(len(sites), bool)
+    if out_of_fold is not None:
+        oof = hierarchical_probs(np.asarray(out_of_fold["lesion_logits"]), np.asarray(out_of_fold["malignant_logits"]),
+                                 t_lesion=float(calibration.get("lesion_temperature", 1.0)),
+                                 t_malig=float(calibration["malignant_temperature"]))
+        oof = oof[:, [list(LABELS).index(label) for label in labels]]
+        oof_sites = np.char.add("out of fold ", np.asarray(out_of_fold["site"]).astype(str))
+        sites = np.concatenate([np.char.add("unseen ", sites), oof_sites])
+        probs, gated = np.concatenate([probs, oof]), np.concatenate([~gated, np.ones(len(oof_sites), bool)])
     points, default = served_points(card)
     rng = np.random.default_rng(seed)
     by_point = {}
     for name, point in points.items():
-        predicted = np.asarray(labels)[label_indices(probs, labels, dict(point))]
+        ungated = {**dict(point), "normal_threshold": 1.0 + 1e-9}  # no probability reaches it
+        predicted = np.asarray(labels)[np.where(gated, label_indices(probs, labels, dict(point)),
+                                                label_indices(probs, labels, ungated))]
         by_point[name] = {
             f"predicted_{label}": {"metric": LABEL_METRIC.format(label.capitalize()), "statistic": "Average",
                                    "per_operating_point": True, **_rate_band(predicted == label, sites, rng, n_boot)}
@@ -164,7 +183,9 @@ def compute_drift_band(predictions: Mapping[str, np.ndarray], card: Mapping[str,
         "computed_from": {"predictions": source, "n": int(len(sites)), "sites": sorted(set(sites.tolist())),
                           "model": f"{card.get('name')} {card.get('version')}",
                           "thresholds": {k: points[default].get(k) for k in ("malignant_threshold", "normal_threshold")}},
-        "method": (f"served label rule on the out-of-site predictions; {CONFIDENCE:.0%} bootstrap intervals "
+        "method": (("served label rule on the out-of-site predictions" if out_of_fold is None else
+                    "the malignant rule alone on the out-of-site predictions and the whole served rule on the "
+                    "cross-fit's out-of-fold ones (the normal threshold's source)") + f"; {CONFIDENCE:.0%} bootstrap intervals "
                    f"({n_boot} resamples within each site, seed {seed}) of the pooled and per-site rates; band = "
                    f"their lowest to highest end, widened by {MARGIN} on each side. Input check: held-out "
                    f"ultrasound counts from the card; median score band up to the held-out median + "
@@ -181,4 +202,14 @@ def drift_band_from_files(npz_path: Path, card: Mapping[str, Any], **kwargs) -> 
     digest = hashlib.sha256(Path(npz_path).read_bytes()).hexdigest()
     with np.load(npz_path) as data:
         arrays = {k: data[k] for k in data.files}
-    return compute_drift_band(arrays, card, source=f"{Path(npz_path).name} sha256:{digest[:16]}", **kwargs)
+    source = f"{Path(npz_path).name} sha256:{digest[:16]}"
+    cross_fit = Path(npz_path).with_name(CROSS_FIT_FILE)
+    calibration = (card.get("extra") or {}).get("calibration") or {}
+    if calibration.get("normal_threshold_cross_fit") and "out_of_fold" not in kwargs:
+        if not cross_fit.is_file():
+            raise DriftBandError(f"this card's normal threshold came from cross-fitting but {cross_fit} is missing "
+                                 f"(`python -m model_training cross-fit` writes it)")
+        with np.load(cross_fit) as data:
+            kwargs["out_of_fold"] = {k: data[k] for k in data.files}
+        source += f" + {cross_fit.name} sha256:{hashlib.sha256(cross_fit.read_bytes()).hexdigest()[:16]}"
+    return compute_drift_band(arrays, card, source=source, **kwargs)

@@ -27,7 +27,7 @@ from .pipeline import _weights_id, peak_memory_mb, seed_everything
 from .runs import copy_atomic
 from .report import console_summary
 from .lesion_model import MODEL_KERAS
-from .operating_points import DEFAULT, choose, describe, out_of_site_sets
+from .operating_points import DEFAULT, choose, describe, out_of_fold_sets, out_of_site_sets, site_point
 from .site_metrics import LABELS, MAX_LESIONS_CALLED_NORMAL, by_device, hierarchical_probs, site_metrics
 from .sites import grid_for, load_sites, mask_grid
 
@@ -114,7 +114,11 @@ def _op(calib: dict) -> tuple[float, float]:
     return calib["malignant_threshold"], calib["normal_threshold"]
 
 
-def _loso_metrics(oos, splits, calib) -> dict:
+def _loso_metrics(oos, splits, calib, *, normal_gate: bool = True) -> dict:
+    """Per unseen site at the card's point; without `normal_gate` (the normal threshold came from cross-fit,
+    not from these single-site models) the malignant rule alone, and no "called normal" figures."""
+    op = site_point({"malignant_threshold": calib["malignant_threshold"],
+                     "normal_threshold": calib["normal_threshold"]}, normal_gate)
     out = {}
     for o in oos:
         site = next(sp.site for sp in splits if sp.site.name == o.site)
@@ -122,9 +126,10 @@ def _loso_metrics(oos, splits, calib) -> dict:
                                    t_malig=calib["malignant_temperature"])
         labels = [site.labels[i] for i in o.idx]
         devices = [site.devices[i] for i in o.idx]
+        m = site_metrics(labels, probs, *op)
         out[o.site] = {"trained_on": o.trained_on, "fit_seconds": o.seconds,
-                       **site_metrics(labels, probs, *_op(calib)),
-                       "devices": by_device(labels, devices, probs, *_op(calib)),
+                       **{k: v for k, v in m.items() if normal_gate or "called_normal" not in k},
+                       "devices": by_device(labels, devices, probs, *op),
                        "localisation": _localisation_score(o.heat, site.mask[o.idx], labels)}
     return out
 
@@ -211,7 +216,7 @@ def train_lesion(cfg: TrainConfig) -> dict:
     _save_out_of_site(oos, splits, cfg.report / "loso_predictions.npz")
     seconds["leave_one_site_out"] = round(time.time() - tick, 1)
     # 2b. the normal threshold, out of fold inside the sites (cross_fit.py: LOSO cannot set it)
-    normal = None
+    normal, cf = None, None
     if cfg.cross_fit_folds >= 2 and any(sp.site.labels[i] == "normal" for sp in splits for i in sp.trainval):
         tick = time.time()
         cf = cross_fit(splits, fcfg, k=cfg.cross_fit_folds, flip=tta)
@@ -219,7 +224,7 @@ def train_lesion(cfg: TrainConfig) -> dict:
         normal = cross_fit_normal(cf, MAX_LESIONS_CALLED_NORMAL)
         seconds["cross_fit"] = round(time.time() - tick, 1)
     calib = _fit_calibration(cal, oos, splits, cfg.target_sensitivity, normal=normal)
-    loso = _loso_metrics(oos, splits, calib)
+    loso = _loso_metrics(oos, splits, calib, normal_gate=cf is None)
 
     # 3. the final model on every site's train + val ---------------------------------------
     tick = time.time()
@@ -247,7 +252,8 @@ def train_lesion(cfg: TrainConfig) -> dict:
                   weights_source=_weights_id(cfg.weights),
                   dataset_fingerprint=";".join(f"{s.name}={s.fingerprint}" for s in sites),
                   split_counts=_split_counts(splits), operating_point=operating_point, localisation=localisation,
-                  operating_points=describe(calib["points"], out_of_site_sets(oos, splits, calib)),
+                  operating_points=describe(calib["points"], out_of_site_sets(oos, splits, calib),
+                                            out_of_fold=None if cf is None else out_of_fold_sets(cf, calib)),
                   default_operating_point=DEFAULT)
     write_model(staging, tflite, **common)
     _step("checking LiteRT against Keras on the test images (parity)")
@@ -354,7 +360,7 @@ def _summary_rows(cfg, card, loso, test, parity, wall, peak):
     for name, m in loso.items():
         rows.append((f"unseen site {name}", f"AUC {_fmt(m['auc_malignant'])}, sens {_fmt(m['sensitivity'])}, "
                                            f"spec {_fmt(m['specificity'])}, ECE {_fmt(m['ece_malignant'])}, "
-                                           f"lesions->normal {_fmt(m['lesions_called_normal'])}"))
+                                           f"lesions->normal {_fmt(m.get('lesions_called_normal'))}"))
     for name, m in test.items():
         rows.append((f"test {name}", f"AUC {_fmt(m['auc_malignant'])}, sens {_fmt(m['sensitivity'])}, "
                                      f"spec {_fmt(m['specificity'])}, acc {_fmt(m['accuracy'])}, "

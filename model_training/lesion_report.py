@@ -33,7 +33,7 @@ def _row(name: str, m: dict) -> str:
     loc = m.get("localisation") or {}
     return (f"| {name} | {m['n']} | {_f(m['auc_malignant'])}{_ci(m, 'auc_malignant')} | "
             f"{_f(m['sensitivity'])}{_ci(m, 'sensitivity')} | {_f(m['specificity'])}{_ci(m, 'specificity')} | "
-            f"{_f(m['ece_malignant'])} | {_f(m['lesions_called_normal'])} | {_f(loc.get('pointing_hit_rate'))} |")
+            f"{_f(m['ece_malignant'])} | {_f(m.get('lesions_called_normal'))} | {_f(loc.get('pointing_hit_rate'))} |")
 
 
 HEADER = ("| set | images | AUC malignant (95% CI) | sensitivity | specificity | ECE | lesions called normal | "
@@ -62,7 +62,7 @@ def write_report(cfg, card, splits, oos, calib, loso, test, test_probs, history,
                                                   "test": test, "calibration": calib,
                                                   "pooled_test": card["test_metrics"]}, indent=1) + "\n")
     by_name = {sp.site.name: sp for sp in splits}
-    from .operating_points import plot, section, write_section
+    from .operating_points import cross_fit_sets, plot, section, write_section
 
     unseen = out_of_site_sets(oos, splits, calib)
     curves = [(f"unseen: {name}", labels, probs) for name, (labels, probs) in unseen.items()]
@@ -159,5 +159,9 @@ Wall time {extra['train_wall_seconds'] / 60:.1f} min, peak memory {extra['peak_m
     sets = {f"unseen {k}": v for k, v in unseen.items()}
     sets |= {f"test {name}": ([by_name[name].site.labels[i] for i in by_name[name].test], probs)
              for name, probs in test_probs.items()}
-    write_section(out / "report.md", section(calib["points"], sets))
+    oof = cross_fit_sets(out, calib)
+    sets = {k: v for k, v in sets.items() if k.startswith("unseen")} | oof | \
+        {k: v for k, v in sets.items() if not k.startswith("unseen")}
+    write_section(out / "report.md", section(calib["points"], sets,
+                                             no_normal_gate=tuple(k for k in sets if k.startswith("unseen") and oof)))
     plot(calib["points"], sets, out / "decision_by_site.png")

@@ -72,17 +72,49 @@ def choose(probs: np.ndarray, labels, *, target_sensitivity: float,
     }
 
 
-def describe(points: dict[str, dict], per_site: dict[str, tuple[list[str], np.ndarray]]) -> dict[str, dict]:
+#: Out-of-site figures of a point whose normal threshold came from cross-fitting: the malignant rule alone.
+#: The single-site models behind them never set that threshold (a BUSI-only model gives BUS-BRA lesions
+#: p(normal) ~ 0.6), so "lesions called normal" is stated out of fold instead (`out_of_fold`).
+_NO_NORMAL_GATE = 1.0 + 1e-9
+
+
+def site_point(op: dict, normal_gate: bool = True) -> tuple[float, float]:
+    """(malignant threshold, normal threshold) to score a set with: the point's, or, without the normal gate,
+    a normal threshold no probability reaches."""
+    return op["malignant_threshold"], (op["normal_threshold"] if normal_gate else _NO_NORMAL_GATE)
+
+
+def _figures(labels, probs, op: dict, normal_gate: bool = True) -> dict:
+    m = site_metrics(labels, probs, *site_point(op, normal_gate), n_boot=300)
+    drop = () if normal_gate else ("lesions_called_normal", "normals_called_normal")
+    return {k: m[k] for k in _KEPT if k in m and k not in drop}
+
+
+def describe(points: dict[str, dict], per_site: dict[str, tuple[list[str], np.ndarray]], *,
+             out_of_fold: dict[str, tuple[list[str], np.ndarray]] | None = None) -> dict[str, dict]:
     """Each point with what it did on each out-of-site set: {site: sensitivity, specificity (95 % CIs),
-    normals and lesions called normal, ...}. `per_site`: site -> (labels, probabilities)."""
+    normals and lesions called normal, ...}. `per_site`: site -> (labels, probabilities). With `out_of_fold`
+    (cross-fit predictions, site -> (labels, probabilities)) the normal threshold came from those: the
+    out-of-site figures are then the malignant rule's alone and `out_of_fold` holds the whole rule's."""
+    gate = out_of_fold is None
     out = {}
     for name, op in points.items():
-        sites = {}
-        for site, (labels, probs) in per_site.items():
-            m = site_metrics(labels, probs, op["malignant_threshold"], op["normal_threshold"], n_boot=300)
-            sites[site] = {k: m[k] for k in _KEPT if k in m}
-        out[name] = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in op.items()} | {"out_of_site": sites}
+        entry = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in op.items()}
+        entry["out_of_site"] = {site: _figures(*s, op, gate) for site, s in per_site.items()}
+        if out_of_fold is not None:
+            entry["out_of_fold"] = {site: _figures(*s, op) for site, s in out_of_fold.items()}
+        out[name] = entry
     return out
+
+
+def out_of_fold_sets(cf: CrossFit, calib: dict) -> dict[str, tuple[list[str], np.ndarray]]:
+    """site -> (labels, calibrated probabilities) of the cross-fit's out-of-fold predictions."""
+    from .site_metrics import hierarchical_probs
+
+    probs = hierarchical_probs(cf.lesion, cf.malig, t_lesion=calib["lesion_temperature"],
+                               t_malig=calib["malignant_temperature"])
+    return {str(site): ([str(l) for l in cf.label[cf.site == site]], probs[cf.site == site])
+            for site in dict.fromkeys(cf.site.tolist())}
 
 
 def confusion(labels: list[str], probs: np.ndarray, op: dict) -> list[list[int]]:
@@ -105,10 +137,12 @@ def _ci(m: dict, key: str) -> str:
     return f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else ""
 
 
-def section(points: dict[str, dict], sets: dict[str, tuple[list[str], np.ndarray]], *, default: str = DEFAULT) -> str:
-    """report.md's "Named operating points": per set (out-of-site and held-out test) and per point,
-    sensitivity and specificity with 95 % intervals, normal frames and lesions called normal, accuracy
-    and the confusion matrix of the served label."""
+def section(points: dict[str, dict], sets: dict[str, tuple[list[str], np.ndarray]], *, default: str = DEFAULT,
+            no_normal_gate: tuple[str, ...] = ()) -> str:
+    """report.md's "Named operating points": per set (out-of-site, out-of-fold and held-out test) and per
+    point, sensitivity and specificity with 95 % intervals, normal frames and lesions called normal, accuracy
+    and the confusion matrix of the served label. Sets in `no_normal_gate` are scored by the malignant rule
+    alone (their models did not set the normal threshold)."""
     lines = ["## Named operating points (`?operating_point=NAME`; default: " + default + ")", ""]
     for name, op in points.items():
         lines.append(f"- **{name}**: normal if p(normal) >= {op['normal_threshold']:.3f}, else malignant if "
@@ -116,16 +150,25 @@ def section(points: dict[str, dict], sets: dict[str, tuple[list[str], np.ndarray
     lines += ["", "| set | point | images | sensitivity (95% CI) | specificity (95% CI) | normal frames called normal "
               "| lesions called normal | accuracy |", "|---|---|---|---|---|---|---|---|"]
     for set_name, (labels, probs) in sets.items():
+        gate = set_name not in no_normal_gate
         for name, op in points.items():
-            m = site_metrics(labels, probs, op["malignant_threshold"], op["normal_threshold"], n_boot=300)
-            lines.append(f"| {set_name} | {name} | {m['n']} | {_f(m['sensitivity'])}{_ci(m, 'sensitivity')} | "
-                         f"{_f(m['specificity'])}{_ci(m, 'specificity')} | {_f(m.get('normals_called_normal'))} | "
-                         f"{_f(m['lesions_called_normal'])} | {_f(m['accuracy'])} |")
+            m = site_metrics(labels, probs, *site_point(op, gate), n_boot=300)
+            lines.append(f"| {set_name}{'' if gate else ' (malignant rule alone)'} | {name} | {m['n']} | {_f(m['sensitivity'])}{_ci(m, 'sensitivity')} | "
+                         f"{_f(m['specificity'])}{_ci(m, 'specificity')} | "
+                         f"{_f(m.get('normals_called_normal')) if gate else '-'} | "
+                         f"{_f(m['lesions_called_normal']) if gate else '-'} | {_f(m['accuracy'])} |")
     lines += ["", "Confusion matrices of the served label (rows true normal / benign / malignant, columns the "
               "label served in the same order):", ""]
     for set_name, (labels, probs) in sets.items():
-        cells = [f"{name} `{confusion(labels, probs, op)}`" for name, op in points.items()]
-        lines.append(f"- {set_name}: " + "; ".join(cells))
+        gate = set_name not in no_normal_gate
+        cells = [f"{name} `{confusion(labels, probs, dict(zip(('malignant_threshold', 'normal_threshold'), site_point(op, gate))))}`"
+                 for name, op in points.items()]
+        lines.append(f"- {set_name}{'' if gate else ' (malignant rule alone)'}: " + "; ".join(cells))
+    if no_normal_gate:
+        lines += ["", "The normal threshold was set out of fold inside the training sites (cross-fit): the "
+                  "single-site models behind the out-of-site sets never set it, so those rows apply the "
+                  "malignant rule alone, and the out-of-fold rows (patients no fold model saw, scanners it did) "
+                  "state what the whole rule does, normal frames and lesions called normal included."]
     lines += ["", "`decision_by_site.png`: p(normal) and p(malignant | lesion), the two numbers the rule reads, "
               "by set and true label, with each point's thresholds.", ""]
     return "\n".join(lines)
@@ -174,6 +217,17 @@ def out_of_site_sets(oos, splits, calib: dict) -> dict[str, tuple[list[str], np.
     return {o.site: ([by_name[o.site].labels[i] for i in o.idx],
                      hierarchical_probs(o.lesion, o.malig, t_lesion=calib["lesion_temperature"],
                                         t_malig=calib["malignant_temperature"])) for o in oos}
+
+
+def cross_fit_sets(report_dir, calibration: dict) -> dict[str, tuple[list[str], np.ndarray]]:
+    """"out of fold SITE" -> (labels, probabilities) of REPORT/cross_fit_predictions.npz when the card's normal
+    threshold came from it (calibration's `normal_threshold_cross_fit`), else {}."""
+    from pathlib import Path
+
+    path = Path(report_dir) / CROSS_FIT_FILE
+    if not calibration.get("normal_threshold_cross_fit") or not path.is_file():
+        return {}
+    return {f"out of fold {k}": v for k, v in out_of_fold_sets(CrossFit.load(path), calibration).items()}
 
 
 def loso_sets(report_dir, calibration: dict) -> dict[str, tuple[list[str], np.ndarray]]:
@@ -230,9 +284,10 @@ def write_section(report_md, text: str) -> None:
     path.write_text(body)
 
 
-def _restate_site_metrics(raw: dict, unseen: dict, tests: dict, op: dict) -> None:
-    """The card's per-site figures at its (new) default point: out of site and on each test split (the test
-    images were scored by the served engine just now; the argmax `test_metrics` do not depend on the point)."""
+def _restate_site_metrics(raw: dict, unseen: dict, tests: dict, op: dict, *, normal_gate: bool = True) -> None:
+    """The card's per-site figures at its (new) default point: out of site (the malignant rule alone unless
+    `normal_gate`: see describe) and on each test split (the test images were scored by the served engine just
+    now; the argmax `test_metrics` do not depend on the point)."""
     keys = ("n", "n_lesions", "n_malignant", "auc_malignant", "sensitivity", "specificity", "ece_malignant",
             "lesions_called_normal", "accuracy", "normals_called_normal", "ci95")
     extra = raw.setdefault("extra", {})
@@ -240,12 +295,14 @@ def _restate_site_metrics(raw: dict, unseen: dict, tests: dict, op: dict) -> Non
         for key, sets, where in (("leave_one_site_out", unseen, f"unseen {entry['name']}"),
                                  ("test_metrics", tests, f"test {entry['name']}")):
             if where in sets:
-                m = site_metrics(*sets[where], op["malignant_threshold"], op["normal_threshold"])
-                entry[key] = {k: m[k] for k in keys if k in m}
+                gate = normal_gate or key == "test_metrics"
+                m = site_metrics(*sets[where], *site_point(op, gate))
+                entry[key] = {k: m[k] for k in keys if k in m and (gate or "called_normal" not in k)}
                 bucket = extra.setdefault("leave_one_site_out" if key == "leave_one_site_out" else "test", {})
                 # localisation does not depend on the point; the per-device figures did (dropped, not restated)
-                kept = {k: v for k, v in bucket.get(entry["name"], {}).items() if k != "devices"}
-                bucket[entry["name"]] = {**kept, **m}
+                kept = {k: v for k, v in bucket.get(entry["name"], {}).items()
+                        if k != "devices" and (gate or "called_normal" not in k)}
+                bucket[entry["name"]] = {**kept, **{k: v for k, v in m.items() if gate or "called_normal" not in k}}
 
 
 def refresh(model_dir, report_dir, data_dirs) -> dict[str, dict]:
@@ -266,10 +323,11 @@ def refresh(model_dir, report_dir, data_dirs) -> dict[str, dict]:
     unseen = loso_sets(report_dir, calib)
     labels = [l for ls, _ in unseen.values() for l in ls]
     probs = np.concatenate([p for _, p in unseen.values()])
-    normal = None
+    normal, oof = None, None
     if (report_dir / CROSS_FIT_FILE).is_file():  # the normal threshold from out-of-fold predictions (cross_fit.py)
-        normal = cross_fit_normal(CrossFit.load(report_dir / CROSS_FIT_FILE), calib["max_lesions_called_normal"],
-                                  t_lesion=calib["lesion_temperature"])
+        cf = CrossFit.load(report_dir / CROSS_FIT_FILE)
+        normal = cross_fit_normal(cf, calib["max_lesions_called_normal"], t_lesion=calib["lesion_temperature"])
+        oof = {f"out of fold {k}": v for k, v in out_of_fold_sets(cf, calib).items()}
     points = choose(probs, labels, target_sensitivity=calib["target_sensitivity"],
                     max_lesions_called_normal=calib["max_lesions_called_normal"], normal=normal)
     old = raw.get("operating_point") or {}
@@ -289,13 +347,22 @@ def refresh(model_dir, report_dir, data_dirs) -> dict[str, dict]:
         calib.update(normal_threshold=points[DEFAULT]["normal_threshold"], normal_threshold_rule=rule,
                      malignant_threshold=points[DEFAULT]["malignant_threshold"], normal_threshold_cross_fit=normal,
                      points=points)
-    raw["operating_points"] = describe(points, {k.removeprefix("unseen "): v for k, v in unseen.items()})
+    raw["operating_points"] = describe(points, {k.removeprefix("unseen "): v for k, v in unseen.items()},
+                                       out_of_fold=None if oof is None else
+                                       {k.removeprefix("out of fold "): v for k, v in oof.items()})
     raw["default_operating_point"] = DEFAULT
     tests = test_sets(model_dir, report_dir / "split.json", data_dirs)
     if changed:
-        _restate_site_metrics(raw, unseen, tests, raw["operating_point"])
+        _restate_site_metrics(raw, unseen, tests, raw["operating_point"], normal_gate=oof is None)
     ModelCard.from_dict(raw).write(model_dir)
-    sets = unseen | tests
-    write_section(report_dir / "report.md", section(points, sets))
+    metrics_file = report_dir / "metrics.json"
+    if changed and metrics_file.is_file():  # the report's figures follow the card's (new) point too
+        metrics = json.loads(metrics_file.read_text())
+        for key, extra_key in (("test", "test"), ("leave_one_site_out", "leave_one_site_out"),
+                               ("calibration", "calibration")):
+            metrics[key] = raw["extra"].get(extra_key, metrics.get(key))
+        metrics_file.write_text(json.dumps(metrics, indent=1) + "\n")
+    sets = unseen | (oof or {}) | tests
+    write_section(report_dir / "report.md", section(points, sets, no_normal_gate=tuple(unseen) if oof else ()))
     plot(points, sets, report_dir / "decision_by_site.png")
     return raw["operating_points"]

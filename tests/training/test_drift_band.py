@@ -137,3 +137,30 @@ def test_promote_of_a_run_without_out_of_site_predictions_notes_no_band(tiny_mod
     card = json.loads((model_dir / "model.json").read_text())
     assert "drift" not in card and card["pre_traffic"]["images"]
     assert "no drift band" in capsys.readouterr().out
+
+
+def test_a_cross_fit_card_scores_single_site_models_without_the_normal_gate_and_out_of_fold_with_it(tmp_path):
+    """With the normal threshold from cross-fitting, the out-of-site rows never say "normal" (their models did
+    not set that threshold) and the out-of-fold rows, labelled by the whole rule, are sites of the band."""
+    loso = _arrays(synthetic_loso(tmp_path / "loso.npz"))
+    oof = _arrays(synthetic_loso(tmp_path / "oof.npz", malignant_shift=1.0))
+    card = _card()
+    card["operating_point"]["normal_threshold"] = 0.5  # low enough that some out-of-site frames reach it
+    plain = compute_drift_band(loso, card, n_boot=200)
+    assert plain["rates"]["predicted_normal"]["expected"] > 0
+    band = compute_drift_band(loso, card, n_boot=200, out_of_fold=oof)
+    per_site = band["rates"]["predicted_normal"]["per_site"]
+    assert {s for s in per_site if s.startswith("unseen ")} and {s for s in per_site if s.startswith("out of fold ")}
+    assert all(per_site[s]["rate"] == 0.0 for s in per_site if s.startswith("unseen "))
+    probs = hierarchical_probs(oof["lesion_logits"], oof["malignant_logits"], t_lesion=1.0, t_malig=1.4)
+    predicted = np.asarray(LABELS)[label_indices(probs, LABELS, card["operating_point"])]
+    oof_sites = np.asarray(oof["site"]).astype(str)
+    for site in set(oof_sites.tolist()):
+        assert per_site[f"out of fold {site}"]["rate"] == pytest.approx((predicted[oof_sites == site] == "normal").mean(), abs=1e-6)
+    # drift_band_from_files finds the cross-fit file beside the out-of-site one when the card says it was used
+    card["extra"]["calibration"]["normal_threshold_cross_fit"] = {"normal_threshold": 0.5, "rule": "r"}
+    with pytest.raises(DriftBandError, match="cross-fit"):
+        drift_band_from_files(tmp_path / "loso.npz", card)
+    shutil.copy(tmp_path / "oof.npz", tmp_path / "cross_fit_predictions.npz")
+    from_files = drift_band_from_files(tmp_path / "loso.npz", card, n_boot=200)
+    assert from_files["rates"] == band["rates"] and "cross_fit_predictions.npz" in from_files["computed_from"]["predictions"]
