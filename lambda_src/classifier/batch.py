@@ -178,7 +178,7 @@ def csv_columns(labels: list[str], *, labelled: bool) -> list[str]:
     return (["path"] + (["truth"] if labelled else []) + ["label", "label_rule"]
             + [f"p_{label}" for label in labels]
             + ["box_x", "box_y", "box_w", "box_h", "peak", "warnings", "input_check_verdict", "input_check_score",
-               "error_code", "error_message", "model_version"])
+               "error_code", "error_message", "model_version", "disclaimer"])
 
 
 def to_csv_record(row: dict[str, Any], labels: list[str]) -> dict[str, Any]:
@@ -192,7 +192,9 @@ def to_csv_record(row: dict[str, Any], labels: list[str]) -> dict[str, Any]:
            "warnings": ";".join(row.get("warnings") or []),
            "input_check_verdict": (row.get("input_check") or {}).get("verdict"),
            "input_check_score": (row.get("input_check") or {}).get("score"), "error_code": err.get("code"),
-           "error_message": err.get("message"), "model_version": (row.get("model") or {}).get("version")}
+           "error_message": err.get("message"), "model_version": (row.get("model") or {}).get("version"),
+           # on every row rather than a comment line: pandas.read_csv and csv.DictReader read the file as is
+           "disclaimer": row.get("disclaimer") or DISCLAIMER}
     return {k: ("" if v is None else v) for k, v in rec.items()}
 
 
@@ -209,10 +211,6 @@ def from_csv_record(rec: dict[str, str], labels: list[str]) -> dict[str, Any]:
         "error": None if ok else {"code": rec["error_code"], "message": rec.get("error_message", "")},
         "model": {"version": rec.get("model_version") or None},
     }
-
-
-def _comment(card: ModelCard) -> str:
-    return f"# {card.disclaimer or DISCLAIMER} Model {card.name} {card.version}.\n"
 
 
 class Output:
@@ -242,8 +240,7 @@ class Output:
                 if line.strip():
                     self.rows.append(json.loads(line))
         else:
-            lines = [line for line in text.splitlines(keepends=True) if not line.startswith("#")]
-            reader = csv.DictReader(lines)
+            reader = csv.DictReader(text.splitlines(keepends=True))
             if reader.fieldnames and list(reader.fieldnames) != self.columns:
                 raise BatchError(f"{self.path} has columns {reader.fieldnames}, not this run's {self.columns} "
                                  "(another model or --labelled setting): choose another --out or --overwrite")
@@ -261,7 +258,6 @@ class Output:
         if self.fmt == "csv":
             self._writer = csv.DictWriter(self._fh, fieldnames=self.columns, extrasaction="ignore")
             if fresh:
-                self._fh.write(_comment(self.card))
                 self._writer.writeheader()
 
     def write(self, row: dict[str, Any]) -> None:

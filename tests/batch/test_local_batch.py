@@ -80,7 +80,7 @@ def test_rows_carry_the_input_check_as_the_api_does(checked_model, tmp_path):
     assert all(r["input_check"]["verdict"] in ("pass", "warn") for r in rows if not r["error"])
     csv_out = tmp_path / "r.csv"
     batch.run(root, csv_out, model_dir=checked_model, processes=1, progress=False)
-    records = list(csv.DictReader(line for line in csv_out.read_text().splitlines() if not line.startswith("#")))
+    records = list(csv.DictReader(csv_out.read_text().splitlines()))
     assert {r["input_check_verdict"] for r in records if not r["error_code"]} <= {"pass", "warn"}
 
 
@@ -89,13 +89,14 @@ def test_resume_skips_written_rows_and_cuts_a_half_written_line(folder, lesion_m
     first = batch.run(folder, out, model_dir=lesion_model, processes=1, progress=False)
     assert first["scored_now"] == 14
     text = out.read_text()
-    assert text.startswith("# Research use only")  # the file says so itself
+    assert text.startswith("path,")  # a plain CSV: its first line is the header (pandas and DictReader read it as is)
+    assert all(r["disclaimer"].startswith(DISCLAIMER_START) for r in csv.DictReader(text.splitlines()))  # every row says so
     # A run killed mid-write: drop the last 3 rows and leave half a line behind.
     lines = text.splitlines(keepends=True)
     out.write_text("".join(lines[:-3]) + lines[-3][: len(lines[-3]) // 2])
     again = batch.run(folder, out, model_dir=lesion_model, processes=1, progress=False)
     assert again["skipped_already_done"] == 11 and again["scored_now"] == 3
-    records = list(csv.DictReader(line for line in out.read_text().splitlines() if not line.startswith("#")))
+    records = list(csv.DictReader(out.read_text().splitlines()))
     assert len(records) == 14 and len({r["path"] for r in records}) == 14
     third = batch.run(folder, out, model_dir=lesion_model, processes=1, progress=False)
     assert third["scored_now"] == 0 and third["rows"] == 14 and third["errors"] == first["errors"]
@@ -164,7 +165,7 @@ def test_cli_prints_the_summary_with_the_disclaimer(folder, lesion_model, tmp_pa
 def test_model_without_heatmap_has_no_box(folder, tiny_model_dir, tmp_path):
     out = tmp_path / "r.csv"
     batch.run(folder, out, model_dir=tiny_model_dir, processes=1, progress=False)
-    records = list(csv.DictReader(line for line in out.read_text().splitlines() if not line.startswith("#")))
+    records = list(csv.DictReader(out.read_text().splitlines()))
     good = [r for r in records if not r["error_code"]]
     assert good and all(r["box_x"] == "" and r["label"] for r in good)
     assert all(abs(sum(float(r[f"p_{l}"]) for l in ("normal", "benign", "malignant")) - 1) < 1e-4 for r in good)
