@@ -30,6 +30,9 @@ endif
 # input-check calibrates on them (SPLIT=none: no split file, every image)
 SPLIT ?= $(REPORT_DIR)/split.json
 SPLIT_ARG = $(if $(filter none,$(SPLIT)),,$(if $(wildcard $(SPLIT)),--split $(SPLIT)))
+# SKIP_BAD=1: train, evaluate and audit leave unreadable image files out with a warning instead of failing.
+SKIP_BAD ?=
+SKIP_BAD_ARG = $(if $(SKIP_BAD),--skip-bad)
 PORT ?= 8080
 TRAIN_ARGS ?=
 LOCAL ?=
@@ -77,7 +80,7 @@ serve: $(SERVE_VENV)/.installed ## local API and the page (http://127.0.0.1:$(PO
 	PYTHONPATH=lambda_src $(SERVE_PY) -m classifier.local_api --model $(MODEL_DIR) --port $(PORT)
 
 train: $(VENV)/.installed data-check weights-check ## train on the site folders in DATA with WEIGHTS -> a new runs/<time>-<version>/ (the bundled model is untouched)
-	$(PY) -m model_training train $(foreach d,$(DATA),--data "$(d)") --weights "$(WEIGHTS)" $(TRAIN_ARGS)
+	$(PY) -m model_training train $(foreach d,$(DATA),--data "$(d)") --weights "$(WEIGHTS)" $(SKIP_BAD_ARG) $(TRAIN_ARGS)
 
 # Train on AWS (docs/training.md#train-on-aws; the stack deployed with CDK_ARGS="-c training=true"): upload the
 # site folders once, then the same recipe and TRAIN_ARGS as a SageMaker job; CLOUD_ARGS sets where it runs, e.g.
@@ -104,7 +107,7 @@ cv: $(VENV)/.installed weights-check ## k-fold cross-validation of a frozen-reci
 	$(PY) -m model_training cv --data "$(CV_DATA)" --weights "$(WEIGHTS)" --out runs/cv $(TRAIN_ARGS)
 
 evaluate: $(VENV)/.installed data-check ## score each folder in DATA through the served model (held-out images of training sites) -> $(EVAL_OUT)/<folder>
-	@for d in $(DATA); do $(PY) -m model_training evaluate --model $(MODEL_DIR) --data "$$d" --out "$(EVAL_OUT)/$$(basename $$d)" $(SPLIT_ARG) || exit 1; done
+	@for d in $(DATA); do $(PY) -m model_training evaluate --model $(MODEL_DIR) --data "$$d" --out "$(EVAL_OUT)/$$(basename $$d)" $(SPLIT_ARG) $(SKIP_BAD_ARG) || exit 1; done
 
 # The defaults point into ../shared, the project's development copy of the data (docs/training.md#data-and-weights).
 data-check:
@@ -126,7 +129,7 @@ input-check: $(VENV)/.installed ## fit the "is this a breast ultrasound?" check 
 	$(PY) -m model_training input-check --model $(MODEL_DIR) $(foreach d,$(DATA),--data "$(d)") --report $(REPORT_DIR)/input_check $(SPLIT_ARG)
 
 audit: $(VENV)/.installed data-check ## duplicate/conflict audit of each folder in DATA -> runs/audit-<folder>.json
-	@for d in $(DATA); do $(PY) -m model_training audit "$$d" --out "runs/audit-$$(basename $$d).json" || exit 1; done
+	@for d in $(DATA); do $(PY) -m model_training audit "$$d" --out "runs/audit-$$(basename $$d).json" $(SKIP_BAD_ARG) || exit 1; done
 
 # Local batch scoring (classifier.batch): INPUT is a folder or a list file; OUT .csv or .jsonl; a rerun resumes.
 # make batch INPUT=/path/to/archive OUT=results.csv BATCH_ARGS="--processes 2 --labelled"

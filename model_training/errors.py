@@ -19,7 +19,7 @@ class BadFilesError(TrainingError):
         lines = "\n".join(f"  {path}: {reason}" for path, reason in self.bad)
         super().__init__(
             f"{len(self.bad)} image file(s) could not be read:\n{lines}\n"
-            "Fix or remove them, or pass --skip-bad to leave them out with a warning."
+            "Fix or remove them, or pass --skip-bad (make: SKIP_BAD=1) to leave them out with a warning."
         )
 
 
