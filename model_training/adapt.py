@@ -230,14 +230,19 @@ def adapt(*, model_dir: Path, data: Path, out: Path, work: Path, folds: int = 5,
     extra = {"adapted_from": {"name": card.name, "version": card.version}, "adapt": {
         "data": str(data), "images": int(len(labels)), "folds": folds, "chosen": chosen,
         "cross_validation": results}, "config": card.extra.get("config", {}),
-        "calibration": {"lesion_temperature": 1.0, "note": "folded into the head by adapt"}}
+        "calibration": {"lesion_temperature": 1.0, "note": "folded into the head by adapt"},
+        # adapt refits only the two Dense heads: the pooled backbone features and the image statistics the
+        # input check scores are the base model's, so its fitted check still applies (without it, noise would
+        # be labelled instead of refused)
+        "input_check": ("carried over from the base model (same backbone features)" if card.input_check
+                        else "none: the base model has no input check")}
     write_model(staging, to_tflite(served, quantize="none"), name=card.name, labels=card.labels,
                 input_size=card.input_size, temperature=1.0, backbone=card.backbone, weights_source=card.weights_source,
                 dataset_fingerprint=f"{card.dataset_fingerprint};adapt:{site.name}={site.fingerprint}",
                 split_counts=card.split_counts, operating_point=op, localisation=card.localisation,
                 sites=card.sites + [{"name": site.name, "images": int(len(labels)), "adapted": True,
                                      "cross_validation": {k: _brief(v) for k, v in results.items()}}],
-                test_metrics={}, extra=extra)
+                test_metrics={}, extra=extra, input_check=card.input_check)
     save_for_adapt(model, staging / MODEL_KERAS)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("model.tflite", "model.json", MODEL_KERAS):

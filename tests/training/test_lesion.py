@@ -144,8 +144,10 @@ def test_adapt_writes_a_new_model_and_improves_a_shifted_site(trained, tmp_path)
     chosen = card["extra"]["adapt"]["chosen"]
     assert chosen != "as_is", cv
     assert cv[chosen]["nll_malignant"] < cv["as_is"]["nll_malignant"] - 0.05, cv
-    assert card["sites"][-1]["name"] == "site_c" and card["version"] != json.loads(
-        (trained / "model" / "model.json").read_text())["version"]
+    base = json.loads((trained / "model" / "model.json").read_text())
+    assert card["sites"][-1]["name"] == "site_c" and card["version"] != base["version"]
+    # only the heads change, so the base model's input check is carried over (an adapted model still refuses noise)
+    assert base["input_check"] and card["input_check"] == base["input_check"]
     from classifier.engine import Engine
 
     assert Engine(out).analyse(next((shifted / "benign").glob("*[0-9].png")).read_bytes()).localisation is not None
