@@ -14,13 +14,16 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .config import TrainConfig
-from .lesion_fit import FitConfig, fit, predict_logits
-from .loso import SiteSplit
 from .site_metrics import normal_threshold_for
+
+if TYPE_CHECKING:  # the fitting code (TensorFlow) is imported where a fit runs: reading a saved cross-fit is light
+    from .lesion_fit import FitConfig
+    from .loso import SiteSplit
 
 FILE = "cross_fit_predictions.npz"
 DEFAULT_FOLDS = TrainConfig.cross_fit_folds
@@ -69,6 +72,8 @@ def folds_of(split: SiteSplit, k: int, seed: int) -> np.ndarray:
 
 
 def cross_fit(splits: list[SiteSplit], cfg: FitConfig, *, k: int = DEFAULT_FOLDS, flip: bool = True) -> CrossFit:
+    from .lesion_fit import fit, predict_logits
+
     if k < 2:
         raise ValueError(f"cross-fitting needs at least 2 folds, not {k}")
     start = time.time()
@@ -117,6 +122,7 @@ def for_model(model_dir: Path, report_dir: Path, data_dirs: list[Path], *, weigh
     from classifier.model_card import CARD_FILE
 
     from .errors import TrainingError
+    from .lesion_fit import FitConfig
     from .loso import split_site
     from .sites import load_sites
 
