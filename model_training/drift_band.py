@@ -38,7 +38,7 @@ from classifier.model_card import ModelCard, label_indices
 
 from .cross_fit import FILE as CROSS_FIT_FILE
 from .errors import TrainingError
-from .site_metrics import LABELS, hierarchical_probs
+from .site_metrics import LABELS, NO_NORMAL_GATE, hierarchical_probs
 
 FORMAT = "drift-band-v1"  # infra/drift_alarms.py reads this format
 #: Absolute widening of every rate band on each side (see the module docstring for why).
@@ -147,18 +147,19 @@ def compute_drift_band(predictions: Mapping[str, np.ndarray], card: Mapping[str,
     if calibration.get("n") is not None and int(calibration["n"]) != len(sites):
         raise DriftBandError(f"the out-of-site predictions hold {len(sites)} images but this card's calibration "
                              f"used {calibration['n']}: they belong to another model")
-    probs = hierarchical_probs(lesion, malig, t_lesion=float(calibration.get("lesion_temperature", 1.0)),
-                               t_malig=float(calibration["malignant_temperature"]))
     labels = list(card.get("labels") or LABELS)
     if set(labels) != set(LABELS):
         raise DriftBandError(f"the card's labels {labels} are not the lesion recipe's {list(LABELS)}")
-    probs = probs[:, [list(LABELS).index(label) for label in labels]]  # the card's label order
+    order = [list(LABELS).index(label) for label in labels]
+
+    def calibrated(arrays_lesion, arrays_malig) -> np.ndarray:  # in the card's label order
+        return hierarchical_probs(arrays_lesion, arrays_malig, t_lesion=float(calibration.get("lesion_temperature", 1.0)),
+                                  t_malig=float(calibration["malignant_temperature"]))[:, order]
+
+    probs = calibrated(lesion, malig)
     gated = np.ones(len(sites), bool)
     if out_of_fold is not None:
-        oof = hierarchical_probs(np.asarray(out_of_fold["lesion_logits"]), np.asarray(out_of_fold["malignant_logits"]),
-                                 t_lesion=float(calibration.get("lesion_temperature", 1.0)),
-                                 t_malig=float(calibration["malignant_temperature"]))
-        oof = oof[:, [list(LABELS).index(label) for label in labels]]
+        oof = calibrated(np.asarray(out_of_fold["lesion_logits"]), np.asarray(out_of_fold["malignant_logits"]))
         oof_sites = np.char.add("out of fold ", np.asarray(out_of_fold["site"]).astype(str))
         sites = np.concatenate([np.char.add("unseen ", sites), oof_sites])
         probs, gated = np.concatenate([probs, oof]), np.concatenate([~gated, np.ones(len(oof_sites), bool)])
@@ -166,7 +167,7 @@ def compute_drift_band(predictions: Mapping[str, np.ndarray], card: Mapping[str,
     rng = np.random.default_rng(seed)
     by_point = {}
     for name, point in points.items():
-        ungated = {**dict(point), "normal_threshold": 1.0 + 1e-9}  # no probability reaches it
+        ungated = {**dict(point), "normal_threshold": NO_NORMAL_GATE}
         predicted = np.asarray(labels)[np.where(gated, label_indices(probs, labels, dict(point)),
                                                 label_indices(probs, labels, ungated))]
         by_point[name] = {
@@ -199,10 +200,9 @@ def drift_band_from_files(npz_path: Path, card: Mapping[str, Any], **kwargs) -> 
     """compute_drift_band on a saved report/loso_predictions.npz (its sha256 recorded as the source)."""
     if not Path(npz_path).is_file():
         raise DriftBandError(f"{npz_path} does not exist (a lesion-recipe `train` writes it into the report)")
-    digest = hashlib.sha256(Path(npz_path).read_bytes()).hexdigest()
     with np.load(npz_path) as data:
         arrays = {k: data[k] for k in data.files}
-    source = f"{Path(npz_path).name} sha256:{digest[:16]}"
+    source = _named_digest(Path(npz_path))
     cross_fit = Path(npz_path).with_name(CROSS_FIT_FILE)
     calibration = (card.get("extra") or {}).get("calibration") or {}
     if calibration.get("normal_threshold_cross_fit") and "out_of_fold" not in kwargs:
@@ -211,5 +211,9 @@ def drift_band_from_files(npz_path: Path, card: Mapping[str, Any], **kwargs) -> 
                                  f"(`python -m model_training cross-fit` writes it)")
         with np.load(cross_fit) as data:
             kwargs["out_of_fold"] = {k: data[k] for k in data.files}
-        source += f" + {cross_fit.name} sha256:{hashlib.sha256(cross_fit.read_bytes()).hexdigest()[:16]}"
+        source += f" + {_named_digest(cross_fit)}"
     return compute_drift_band(arrays, card, source=source, **kwargs)
+
+
+def _named_digest(path: Path) -> str:
+    return f"{path.name} sha256:{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"

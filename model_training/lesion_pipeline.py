@@ -27,7 +27,8 @@ from .pipeline import _weights_id, peak_memory_mb, seed_everything
 from .runs import copy_atomic
 from .report import console_summary
 from .lesion_model import MODEL_KERAS
-from .operating_points import DEFAULT, choose, describe, out_of_fold_sets, out_of_site_sets, site_point
+from .operating_points import (DEFAULT, choose, describe, gate_figures, out_of_fold_sets, out_of_site_sets,
+                               site_point)
 from .site_metrics import LABELS, MAX_LESIONS_CALLED_NORMAL, by_device, hierarchical_probs, site_metrics
 from .sites import grid_for, load_sites, mask_grid
 
@@ -128,7 +129,7 @@ def _loso_metrics(oos, splits, calib, *, normal_gate: bool = True) -> dict:
         devices = [site.devices[i] for i in o.idx]
         m = site_metrics(labels, probs, *op)
         out[o.site] = {"trained_on": o.trained_on, "fit_seconds": o.seconds,
-                       **{k: v for k, v in m.items() if normal_gate or "called_normal" not in k},
+                       **gate_figures(m, normal_gate),
                        "devices": by_device(labels, devices, probs, *op),
                        "localisation": _localisation_score(o.heat, site.mask[o.idx], labels)}
     return out

@@ -156,12 +156,10 @@ Wall time {extra['train_wall_seconds'] / 60:.1f} min, peak memory {extra['peak_m
 {', '.join(f'{k} {v:.0f}' for k, v in extra['stage_seconds'].items())}.
 """
     (out / "report.md").write_text(text)
-    sets = {f"unseen {k}": v for k, v in unseen.items()}
+    oof = cross_fit_sets(out, calib)
+    sets = {f"unseen {k}": v for k, v in unseen.items()} | oof
     sets |= {f"test {name}": ([by_name[name].site.labels[i] for i in by_name[name].test], probs)
              for name, probs in test_probs.items()}
-    oof = cross_fit_sets(out, calib)
-    sets = {k: v for k, v in sets.items() if k.startswith("unseen")} | oof | \
-        {k: v for k, v in sets.items() if not k.startswith("unseen")}
-    write_section(out / "report.md", section(calib["points"], sets,
-                                             no_normal_gate=tuple(k for k in sets if k.startswith("unseen") and oof)))
+    ungated = tuple(f"unseen {k}" for k in unseen) if oof else ()  # the normal threshold came from cross-fit
+    write_section(out / "report.md", section(calib["points"], sets, no_normal_gate=ungated))
     plot(calib["points"], sets, out / "decision_by_site.png")

@@ -17,8 +17,8 @@ import numpy as np
 from .cross_fit import FILE as CROSS_FIT_FILE
 from .cross_fit import CrossFit
 from .cross_fit import normal_threshold as cross_fit_normal
-from .site_metrics import (LABELS, MAX_LESIONS_CALLED_NORMAL, malignant_given_lesion, normal_threshold_for,
-                           site_metrics, threshold_for_sensitivity)
+from .site_metrics import (LABELS, MAX_LESIONS_CALLED_NORMAL, NO_NORMAL_GATE, malignant_given_lesion,
+                           normal_threshold_for, site_metrics, threshold_for_sensitivity)
 
 DEFAULT = "sensitive"
 #: Keys of a site's metrics kept in the card for each point (the report has the rest).
@@ -72,22 +72,24 @@ def choose(probs: np.ndarray, labels, *, target_sensitivity: float,
     }
 
 
-#: Out-of-site figures of a point whose normal threshold came from cross-fitting: the malignant rule alone.
-#: The single-site models behind them never set that threshold (a BUSI-only model gives BUS-BRA lesions
-#: p(normal) ~ 0.6), so "lesions called normal" is stated out of fold instead (`out_of_fold`).
-_NO_NORMAL_GATE = 1.0 + 1e-9
-
-
+# Out-of-site figures of a point whose normal threshold came from cross-fitting are the malignant rule alone:
+# the single-site models behind them never set that threshold (a BUSI-only model gives BUS-BRA lesions
+# p(normal) ~ 0.6), so "called normal" is stated out of fold instead (`out_of_fold`).
 def site_point(op: dict, normal_gate: bool = True) -> tuple[float, float]:
     """(malignant threshold, normal threshold) to score a set with: the point's, or, without the normal gate,
     a normal threshold no probability reaches."""
-    return op["malignant_threshold"], (op["normal_threshold"] if normal_gate else _NO_NORMAL_GATE)
+    return op["malignant_threshold"], (op["normal_threshold"] if normal_gate else NO_NORMAL_GATE)
+
+
+def gate_figures(m: dict, normal_gate: bool) -> dict:
+    """A set's metrics, less the "called normal" figures when the set was scored without the normal gate
+    (they would read 0 by construction)."""
+    return m if normal_gate else {k: v for k, v in m.items() if "called_normal" not in k}
 
 
 def _figures(labels, probs, op: dict, normal_gate: bool = True) -> dict:
-    m = site_metrics(labels, probs, *site_point(op, normal_gate), n_boot=300)
-    drop = () if normal_gate else ("lesions_called_normal", "normals_called_normal")
-    return {k: m[k] for k in _KEPT if k in m and k not in drop}
+    m = gate_figures(site_metrics(labels, probs, *site_point(op, normal_gate), n_boot=300), normal_gate)
+    return {k: m[k] for k in _KEPT if k in m}
 
 
 def describe(points: dict[str, dict], per_site: dict[str, tuple[list[str], np.ndarray]], *,
@@ -161,7 +163,7 @@ def section(points: dict[str, dict], sets: dict[str, tuple[list[str], np.ndarray
               "label served in the same order):", ""]
     for set_name, (labels, probs) in sets.items():
         gate = set_name not in no_normal_gate
-        cells = [f"{name} `{confusion(labels, probs, dict(zip(('malignant_threshold', 'normal_threshold'), site_point(op, gate))))}`"
+        cells = [f"{name} `{confusion(labels, probs, op if gate else {**op, 'normal_threshold': NO_NORMAL_GATE})}`"
                  for name, op in points.items()]
         lines.append(f"- {set_name}{'' if gate else ' (malignant rule alone)'}: " + "; ".join(cells))
     if no_normal_gate:
@@ -227,7 +229,12 @@ def cross_fit_sets(report_dir, calibration: dict) -> dict[str, tuple[list[str], 
     path = Path(report_dir) / CROSS_FIT_FILE
     if not calibration.get("normal_threshold_cross_fit") or not path.is_file():
         return {}
-    return {f"out of fold {k}": v for k, v in out_of_fold_sets(CrossFit.load(path), calibration).items()}
+    return _named_out_of_fold(out_of_fold_sets(CrossFit.load(path), calibration))
+
+
+def _named_out_of_fold(by_site: dict) -> dict:
+    """The report's set names for out-of-fold predictions, as "unseen SITE" names the out-of-site ones."""
+    return {f"out of fold {k}": v for k, v in by_site.items()}
 
 
 def loso_sets(report_dir, calibration: dict) -> dict[str, tuple[list[str], np.ndarray]]:
@@ -296,13 +303,12 @@ def _restate_site_metrics(raw: dict, unseen: dict, tests: dict, op: dict, *, nor
                                  ("test_metrics", tests, f"test {entry['name']}")):
             if where in sets:
                 gate = normal_gate or key == "test_metrics"
-                m = site_metrics(*sets[where], *site_point(op, gate))
-                entry[key] = {k: m[k] for k in keys if k in m and (gate or "called_normal" not in k)}
+                m = gate_figures(site_metrics(*sets[where], *site_point(op, gate)), gate)
+                entry[key] = {k: m[k] for k in keys if k in m}
                 bucket = extra.setdefault("leave_one_site_out" if key == "leave_one_site_out" else "test", {})
                 # localisation does not depend on the point; the per-device figures did (dropped, not restated)
-                kept = {k: v for k, v in bucket.get(entry["name"], {}).items()
-                        if k != "devices" and (gate or "called_normal" not in k)}
-                bucket[entry["name"]] = {**kept, **{k: v for k, v in m.items() if gate or "called_normal" not in k}}
+                kept = gate_figures({k: v for k, v in bucket.get(entry["name"], {}).items() if k != "devices"}, gate)
+                bucket[entry["name"]] = {**kept, **m}
 
 
 def refresh(model_dir, report_dir, data_dirs) -> dict[str, dict]:
@@ -327,7 +333,7 @@ def refresh(model_dir, report_dir, data_dirs) -> dict[str, dict]:
     if (report_dir / CROSS_FIT_FILE).is_file():  # the normal threshold from out-of-fold predictions (cross_fit.py)
         cf = CrossFit.load(report_dir / CROSS_FIT_FILE)
         normal = cross_fit_normal(cf, calib["max_lesions_called_normal"], t_lesion=calib["lesion_temperature"])
-        oof = {f"out of fold {k}": v for k, v in out_of_fold_sets(cf, calib).items()}
+        oof = out_of_fold_sets(cf, calib)
     points = choose(probs, labels, target_sensitivity=calib["target_sensitivity"],
                     max_lesions_called_normal=calib["max_lesions_called_normal"], normal=normal)
     old = raw.get("operating_point") or {}
@@ -348,8 +354,7 @@ def refresh(model_dir, report_dir, data_dirs) -> dict[str, dict]:
                      malignant_threshold=points[DEFAULT]["malignant_threshold"], normal_threshold_cross_fit=normal,
                      points=points)
     raw["operating_points"] = describe(points, {k.removeprefix("unseen "): v for k, v in unseen.items()},
-                                       out_of_fold=None if oof is None else
-                                       {k.removeprefix("out of fold "): v for k, v in oof.items()})
+                                       out_of_fold=oof)
     raw["default_operating_point"] = DEFAULT
     tests = test_sets(model_dir, report_dir / "split.json", data_dirs)
     if changed:
@@ -358,11 +363,10 @@ def refresh(model_dir, report_dir, data_dirs) -> dict[str, dict]:
     metrics_file = report_dir / "metrics.json"
     if changed and metrics_file.is_file():  # the report's figures follow the card's (new) point too
         metrics = json.loads(metrics_file.read_text())
-        for key, extra_key in (("test", "test"), ("leave_one_site_out", "leave_one_site_out"),
-                               ("calibration", "calibration")):
-            metrics[key] = raw["extra"].get(extra_key, metrics.get(key))
+        for key in ("test", "leave_one_site_out", "calibration"):
+            metrics[key] = raw["extra"].get(key, metrics.get(key))
         metrics_file.write_text(json.dumps(metrics, indent=1) + "\n")
-    sets = unseen | (oof or {}) | tests
+    sets = unseen | _named_out_of_fold(oof or {}) | tests
     write_section(report_dir / "report.md", section(points, sets, no_normal_gate=tuple(unseen) if oof else ()))
     plot(points, sets, report_dir / "decision_by_site.png")
     return raw["operating_points"]

@@ -14,6 +14,9 @@ from .calibrate import ece
 LABELS = ("normal", "benign", "malignant")
 #: The normal threshold lets at most this share of out-of-site lesions be called normal (issue 9 goal).
 MAX_LESIONS_CALLED_NORMAL = 0.02
+#: A normal threshold no probability reaches: the rule without its "normal" gate, for predictions of models that
+#: did not set that threshold (single-site models when it came from cross-fitting: operating_points.py).
+NO_NORMAL_GATE = 1.0 + 1e-9
 
 
 def hierarchical_probs(lesion: np.ndarray, malig: np.ndarray, *, t_lesion: float = 1.0,
