@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .errors import ClientError, ModelLoadError
-from .input_check import WARNING
 from .prediction import prediction_body
 from .model_card import DISCLAIMER, ModelCard
 from .settings import DEFAULT_MODEL_DIR
@@ -54,13 +53,10 @@ class BatchError(Exception):
 def prediction(engine, data: bytes, *, heatmap: bool = False) -> dict[str, Any]:
     """What the API's POST /predict answers for these bytes (label, label_rule, probabilities, model,
     disclaimer, localisation), built from the same two calls. Raises ClientError for a bad image."""
-    checked = callable(getattr(engine, "last", None))  # a CheckedEngine: the model's input check is on
-    if checked:
-        engine.clear()
     analysis = engine.analyse(data)  # a CheckedEngine raises NotUltrasound (422 not_ultrasound) for a reject
-    result = engine.last() if checked else None
-    # The API's own body builder (label under the default operating point, rule, decision, box rule).
-    body = prediction_body(engine.card, analysis, check=result)
+    # The API's own body builder (label under the default operating point, rule, decision, box rule,
+    # the input check's warnings and score).
+    body = prediction_body(engine.card, analysis)
     if analysis.dicom is not None:  # the frame scored (the file's default: docs/api.md, "DICOM")
         body["dicom"] = analysis.dicom.to_dict()
     loc = body.pop("localisation", None)  # flattened: a row has the box and peak, the heatmap on request
@@ -68,10 +64,7 @@ def prediction(engine, data: bytes, *, heatmap: bool = False) -> dict[str, Any]:
     body["peak"] = loc["peak"] if loc is not None else None
     if heatmap and loc is not None:
         body["heatmap"] = loc["heatmap"]
-    # What the handler adds after the route (handler._add_input_check): warnings and the input check's score.
-    body["warnings"] = [WARNING] if result is not None and result.verdict == "warn" else []
-    if result is not None:
-        body["input_check"] = result.to_dict()
+    body.setdefault("warnings", [])  # a model without an input check: no warnings, same column
     return body
 
 
@@ -95,7 +88,7 @@ def score_bytes(engine, path: str, data: bytes, *, heatmap: bool = False) -> dic
         return {"path": path, **prediction(engine, data, heatmap=heatmap), "error": None}
     except ClientError as exc:
         row = error_row(path, exc.code, exc.message, engine.card)
-        result = engine.last() if callable(getattr(engine, "last", None)) else None
+        result = getattr(exc, "check", None)
         if result is not None:  # refused by the input check (not_ultrasound): keep its score for the audit
             row["input_check"] = result.to_dict()
         return row

@@ -22,6 +22,7 @@ class Analysis:
     probabilities: dict[str, float]
     localisation: Localisation | None  # None for models without a heatmap output
     dicom: Any = None  # a DICOM input's dicom.DicomFrame (which frame, the region), else None
+    check: Any = None  # the input check's CheckResult (input_check.CheckedEngine), else None
 
 
 @dataclasses.dataclass(frozen=True)

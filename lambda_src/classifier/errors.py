@@ -134,6 +134,10 @@ class NotUltrasound(ClientError):
 
     status, code = 422, "not_ultrasound"
 
+    def __init__(self, message: str, *, check: Any = None):
+        super().__init__(message)
+        self.check = check  # the CheckResult that refused the image (its score, for audits and drift)
+
 
 class ModelLoadError(RuntimeError):
     """The bundled model is missing, corrupt or does not match this code: an operator error, not a client one."""

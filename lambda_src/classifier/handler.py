@@ -25,7 +25,7 @@ from . import dicom_sr
 from .drift_metrics import DriftMetrics
 from .engine import Engine
 from .errors import ClientError, MethodNotAllowed, ModelLoadError, NotFound, json_body
-from .input_check import WARNING, CheckedEngine, with_input_check
+from .input_check import with_input_check
 from .lambda_context import LocalContext
 from .model_card import DISCLAIMER
 from .page import page
@@ -142,8 +142,8 @@ class Service:
             analysis = engine.analyse(data, frame=options.frame)
             probabilities = analysis.probabilities
             model_ms = _ms_since(start)
-            checked = engine.last() if isinstance(engine, CheckedEngine) else None
-            body = prediction_body(engine.card, analysis, check=checked,
+            self._check = analysis.check
+            body = prediction_body(engine.card, analysis,
                                    operating_point=_query(app.current_event.raw_event, "operating_point"))
             label, self._operating_point = body["label"], body["operating_point"]
             self._label, self._top_probability = label, max(probabilities.values())
@@ -193,6 +193,7 @@ class Service:
         @app.exception_handler(ClientError)
         def client_error(exc: ClientError) -> Response:
             self.logger.append_keys(error_code=exc.code)
+            self._check = getattr(exc, "check", None)  # a refusal by the input check: its score, for drift
             return self._error(exc.status, exc.code, exc.message)
 
         @app.exception_handler(ServiceUnavailable)
@@ -246,11 +247,10 @@ class Service:
 
     def _invoke(self, event: Mapping[str, Any], context: Any) -> dict:
         start = time.perf_counter()
-        self._label, self._top_probability, self._operating_point = None, None, "default"
+        # Per-invocation results of the predict route (a Lambda environment runs one invocation at a time).
+        self._label, self._top_probability, self._operating_point, self._check = None, None, "default", None
         if self._engine is not None:  # every log line of the request names the model version
             self.logger.append_keys(model_version=self._engine.card.version)
-        if isinstance(self._engine, CheckedEngine):
-            self._engine.clear()
         try:
             response = self.app.resolve(event, context)
         except Exception:  # an event the resolver cannot even read
@@ -258,10 +258,7 @@ class Service:
             response = _raw_json(500, _fallback_500(self._context_request_id))
         self._add_cors_headers(event, response)
         status = int(response.get("statusCode", 500))
-        checked = self._engine if isinstance(self._engine, CheckedEngine) else None  # loaded by now, if ever
-        check = checked.last() if checked is not None else None
-        if check is not None:
-            _add_input_check(response, check)
+        check = self._check
         if self._engine is not None:
             _add_header(response, MODEL_VERSION_HEADER, self._engine.card.version)
             if self.drift is not None and event.get("path") == "/predict":
@@ -373,22 +370,6 @@ def _add_header(response: dict, name: str, value: str) -> None:
         multi[name] = [value]
     else:
         response.setdefault("headers", {})[name] = value
-
-
-def _add_input_check(response: dict, result: Any) -> None:
-    """A prediction's input-check score, beside the predict route's body (not inside its code): "warnings"
-    (["unusual_input"] in the borderline band, else []) and "input_check" {score, thresholds, verdict}."""
-    if response.get("statusCode") != 200 or response.get("isBase64Encoded"):
-        return
-    try:
-        body = json.loads(response.get("body") or "")
-    except ValueError:
-        return
-    if not isinstance(body, dict) or "probabilities" not in body:
-        return
-    body["warnings"] = [WARNING] if result.verdict == "warn" else []
-    body["input_check"] = result.to_dict()
-    response["body"] = json_body(body)
 
 
 def _probabilities(response: Mapping[str, Any]) -> Any:

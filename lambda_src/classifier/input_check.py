@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import threading
 from typing import Any
 
 import numpy as np
@@ -172,38 +171,31 @@ def _positive(value: Any, what: str) -> float:
 def refusal(result: CheckResult) -> NotUltrasound:
     if result.blank:
         return NotUltrasound("this image is blank (its grey levels barely vary): there is no breast-ultrasound "
-                             "frame in it to classify")
+                             "frame in it to classify", check=result)
     return NotUltrasound(
         f"this image does not look like a breast-ultrasound frame (input-check score {result.score:.2f}, "
         f"refused at {result.reject_threshold:.2f}); the model was trained on breast ultrasound only, "
-        f"so its output for this image would mean nothing")
+        f"so its output for this image would mean nothing", check=result)
 
 
 class CheckedEngine:
     """An Engine whose ``analyse`` also scores the input (one model pass: features come with the prediction)
     and refuses a confident non-ultrasound input with 422 ``not_ultrasound``. Everything else is the Engine's.
-    ``last()`` is the current thread's latest CheckResult, for the response's ``warnings`` and ``input_check``."""
+    The verdict travels with the answer: ``Analysis.check`` (for the response's ``warnings`` and
+    ``input_check``), or the refusal's ``NotUltrasound.check``; no state is kept between calls."""
 
     def __init__(self, engine: Any, check: InputCheck):
         self._engine, self.check = engine, check
-        self._local = threading.local()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._engine, name)
 
-    def clear(self) -> None:
-        self._local.last = None
-
-    def last(self) -> CheckResult | None:
-        return getattr(self._local, "last", None)
-
     def analyse(self, data: bytes, *, frame: int | None = None):
         seen = self._engine.inspect(data, frame=frame)  # one pass: probabilities, heatmap and features
         result = self.check.score(seen.features, seen.image if seen.rgb is None else seen.rgb, seen.where)
-        self._local.last = result
         if result.verdict == "reject":
             raise refusal(result)
-        return seen.analysis()
+        return dataclasses.replace(seen.analysis(), check=result)
 
 
 def with_input_check(engine: Any) -> tuple[Any, str]:

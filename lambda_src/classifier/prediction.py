@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .input_check import WARNING
 from .model_card import DISCLAIMER, ModelCard
 
 #: A lesion box is drawn only when the heatmap's most lesion-like cell is at least this likely a lesion
@@ -19,12 +20,12 @@ def unusual_note(check: Any) -> str:
             "so this label may not mean anything for this image")
 
 
-def prediction_body(card: ModelCard, analysis: Any, *, operating_point: str | None = None,
-                    check: Any = None) -> dict:
+def prediction_body(card: ModelCard, analysis: Any, *, operating_point: str | None = None) -> dict:
     """The predict route's JSON body for one analysed image (engine.Analysis) under `operating_point`
-    (None: the card's default; an unknown name raises UnknownOperatingPoint, a 400). `check` is the input
-    check's CheckResult, when the model has one."""
-    probabilities = analysis.probabilities
+    (None: the card's default; an unknown name raises UnknownOperatingPoint, a 400). The input check's
+    verdict comes with the analysis (``analysis.check``, when the model has one): then the body carries
+    ``warnings`` and ``input_check`` too. Every caller (handler, local API, batch) answers with this body."""
+    probabilities, check = analysis.probabilities, getattr(analysis, "check", None)
     name, _ = card.point(operating_point)
     label, rule = card.decide(probabilities, name)
     if check is not None and check.verdict == "warn":
@@ -41,4 +42,7 @@ def prediction_body(card: ModelCard, analysis: Any, *, operating_point: str | No
         if label == "normal" or loc["peak"] < BOX_MIN_PEAK:
             loc["box"] = None  # no lesion found: the heatmap stays, for whoever wants to look
         body["localisation"] = loc
+    if check is not None:
+        body["warnings"] = [WARNING] if check.verdict == "warn" else []
+        body["input_check"] = check.to_dict()
     return body

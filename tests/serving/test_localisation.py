@@ -189,11 +189,14 @@ def test_prediction_body_names_its_point_and_draws_a_box_only_on_a_lesion():
     faint = Localisation(box=[1, 2, 3, 4], peak=0.3, heatmap=[[0.3]], placement=None)
     assert prediction_body(card, Analysis({"normal": 0.1, "benign": 0.5, "malignant": 0.4}, faint))["localisation"]["box"] is None
     warn = CheckResult(score=1.5, feature_distance=1.5, stats_distance=0.1, warn_threshold=1.2, reject_threshold=3.0)
-    body = prediction_body(card, Analysis({"normal": 0.1, "benign": 0.5, "malignant": 0.4}, loc), check=warn)
+    body = prediction_body(card, Analysis({"normal": 0.1, "benign": 0.5, "malignant": 0.4}, loc, check=warn))
     assert "input check: unusual input (score 1.50 >= warn threshold 1.20)" in body["label_rule"]
+    assert body["warnings"] == ["unusual_input"] and body["input_check"]["verdict"] == "warn"
     ok = CheckResult(score=0.5, feature_distance=0.5, stats_distance=0.1, warn_threshold=1.2, reject_threshold=3.0)
-    assert "input check" not in prediction_body(card, Analysis({"normal": 0.1, "benign": 0.5, "malignant": 0.4}, loc),
-                                                check=ok)["label_rule"]
+    passed = prediction_body(card, Analysis({"normal": 0.1, "benign": 0.5, "malignant": 0.4}, loc, check=ok))
+    assert "input check" not in passed["label_rule"]
+    assert passed["warnings"] == [] and passed["input_check"]["score"] == 0.5
+    assert "warnings" not in lesion and "input_check" not in lesion  # a model without an input check
 
 
 def test_api_takes_operating_point_by_name(lesion_model):
