@@ -91,6 +91,8 @@ REQUIRED: tuple[str, ...] = (
     "pydicom/encaps.py",
     "pydicom/pixels/decoders/rle.py",
     "pydicom/pixels/processing.py",
+    "pydantic/main.py",  # the response contract (classifier.response_model)
+    "pydantic_core/_pydantic_core.*.so",
 )
 
 

@@ -56,9 +56,7 @@ def prediction(engine, data: bytes, *, heatmap: bool = False) -> dict[str, Any]:
     analysis = engine.analyse(data)  # a CheckedEngine raises NotUltrasound (422 not_ultrasound) for a reject
     # The API's own body builder (label under the default operating point, rule, decision, box rule,
     # the input check's warnings and score).
-    body = prediction_body(engine.card, analysis)
-    if analysis.dicom is not None:  # the frame scored (the file's default: docs/api.md, "DICOM")
-        body["dicom"] = analysis.dicom.to_dict()
+    body = prediction_body(engine.card, analysis)  # a DICOM input: the frame scored (docs/api.md, "DICOM")
     loc = body.pop("localisation", None)  # flattened: a row has the box and peak, the heatmap on request
     body["box"] = loc["box"] if loc is not None else None
     body["peak"] = loc["peak"] if loc is not None else None

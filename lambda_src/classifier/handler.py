@@ -30,6 +30,7 @@ from .lambda_context import LocalContext
 from .model_card import DISCLAIMER
 from .page import page
 from .prediction import prediction_body
+from .response_model import error_body
 from .request_body import check_event, decode_options, extract_image, header, normalise_event
 from .settings import Settings, SettingsError
 
@@ -143,7 +144,7 @@ class Service:
             probabilities = analysis.probabilities
             model_ms = _ms_since(start)
             self._check = analysis.check
-            body = prediction_body(engine.card, analysis,
+            body = prediction_body(engine.card, analysis, include_uid=options.include_uid,
                                    operating_point=_query(app.current_event.raw_event, "operating_point"))
             label, self._operating_point = body["label"], body["operating_point"]
             self._label, self._top_probability = label, max(probabilities.values())
@@ -157,8 +158,6 @@ class Service:
                                        default_dimensions={"service": self.settings.service_name}) as metric:
                         metric.add_dimension(name="label", value=label)
             self.logger.append_keys(model_ms=model_ms, image_bytes=len(data))
-            if analysis.dicom is not None:  # which frame, the region; the UID only when asked for
-                body["dicom"] = analysis.dicom.to_dict(include_uid=options.include_uid)
             if dicom_sr.wants_dicom(header(app.current_event.raw_event, "accept")):  # the result as a DICOM SR
                 return Response(status_code=200, content_type=dicom_sr.DICOM_TYPE, headers=dict(JSON_HEADERS),
                                 body=dicom_sr.build(body, analysis.dicom))
@@ -230,8 +229,7 @@ class Service:
         return str(rid or self._context_request_id)
 
     def _error(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> Response:
-        body = {"error": {"code": code, "message": message, "request_id": self._request_id()}, "disclaimer": DISCLAIMER}
-        return _json(status, body, headers)
+        return _json(status, error_body(code, message, request_id=self._request_id()), headers)
 
     def _internal_error(self) -> Response:
         return _json(500, _fallback_500(self._request_id()))
@@ -331,15 +329,14 @@ class Service:
         with self._invoke_lock:
             self.logger.info("request", extra={"status": exc.status, "error_code": exc.code,
                                                "function_request_id": request_id})
-        return _raw_json(exc.status, {"error": {"code": exc.code, "message": exc.message, "request_id": request_id}})
+        return _raw_json(exc.status, error_body(exc.code, exc.message, request_id=request_id))
 
     def _health_unlocked(self, event: Mapping[str, Any]) -> dict:
         request_id = str((event.get("requestContext") or {}).get("requestId") or "unknown")
         try:
             response = _raw_json(200, self._health_body())
         except ServiceUnavailable as exc:
-            response = _raw_json(exc.status, {"error": {"code": exc.code, "message": exc.message,
-                                                        "request_id": request_id}})
+            response = _raw_json(exc.status, error_body(exc.code, exc.message, request_id=request_id))
         except Exception:
             response = _raw_json(500, _fallback_500(request_id))
         self._add_cors_headers(event, response)
@@ -380,8 +377,8 @@ def _probabilities(response: Mapping[str, Any]) -> Any:
 
 
 def _fallback_500(request_id: str) -> dict:
-    message = f"unexpected server error; quote request id {request_id} when reporting it"
-    return {"error": {"code": "internal_error", "message": message, "request_id": request_id}, "disclaimer": DISCLAIMER}
+    return error_body("internal_error", f"unexpected server error; quote request id {request_id} when reporting it",
+                      request_id=request_id)
 
 
 def _json(status: int, body: dict, headers: Mapping[str, str] | None = None) -> Response:

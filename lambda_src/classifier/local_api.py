@@ -27,17 +27,14 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .errors import PayloadTooLarge, json_body
 from .lambda_context import LocalContext
+from .response_model import document, error_body
 from .request_body import BINARY_MEDIA_TYPES, parse_content_type
 from .stderr_filter import XNNPACK_NOISE, filtered_stderr
-
-#: The API's OpenAPI document (docs/openapi.json), served at GET /openapi.json when the checkout has it.
-OPENAPI_FILE = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 
 Handler = Callable[[Mapping[str, Any], Any], dict]
 STAGE = "local"
@@ -105,9 +102,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.log_error("code %d, message %s", code, message)
         self._note = message or status.phrase
         self.close_connection = True
-        error = {"code": status.phrase.lower().replace(" ", "_").replace("-", "_"),
-                 "message": f"{message or status.phrase} (HTTP {code})"}
-        self._send(code, {"Content-Type": "application/json"}, json_body({"error": error}).encode())
+        body = error_body(status.phrase.lower().replace(" ", "_").replace("-", "_"),
+                          f"{message or status.phrase} (HTTP {code})")
+        self._send(code, {"Content-Type": "application/json"}, json_body(body).encode())
 
     def handle_expect_100(self) -> bool:
         # Refuse an oversized body before the client sends it (curl asks first above 1 MB).
@@ -119,10 +116,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         return super().handle_expect_100()
 
     def do_GET(self) -> None:
-        if urlsplit(self.path).path == "/openapi.json" and OPENAPI_FILE.is_file():
-            # The committed contract (classifier.response_model writes it); local only, not a Lambda route.
+        if urlsplit(self.path).path == "/openapi.json":
+            # The contract generated from the response models (= docs/openapi.json, a test keeps them equal);
+            # local only: API Gateway routes /predict and /health, not this.
             self._note = "openapi.json"
-            self._send(200, {"Content-Type": "application/json"}, OPENAPI_FILE.read_bytes())
+            self._send(200, {"Content-Type": "application/json"}, document().encode())
             return
         self._serve()
 
@@ -148,8 +146,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.log_error("handler raised %s", type(exc).__name__)
             self._note = f"the handler raised {type(exc).__name__}"
             status, headers = 502, {"Content-Type": "application/json"}
-            payload = json_body({"error": {"code": "bad_gateway", "message": "the handler failed",
-                                           "request_id": request_id}}).encode()
+            payload = json_body(error_body("bad_gateway", "the handler failed", request_id=request_id)).encode()
         self._send(status, headers, payload)
 
     def _send_early(self, early: "_EarlyResponse") -> None:
@@ -328,7 +325,7 @@ class _EarlyResponse(Exception):
     def __init__(self, status: int, code: str, message: str):
         super().__init__(message)
         self.status = status
-        self.body = {"error": {"code": code, "message": message}}
+        self.body = error_body(code, message)
 
 
 def _too_large(limit: int) -> _EarlyResponse:

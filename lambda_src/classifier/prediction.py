@@ -8,6 +8,7 @@ from typing import Any
 
 from .input_check import WARNING
 from .model_card import DISCLAIMER, ModelCard
+from .response_model import Prediction
 
 #: A lesion box is drawn only when the heatmap's most lesion-like cell is at least this likely a lesion
 #: (and the label is not "normal"): a box "found" on a blank or lesion-free frame misleads more than none.
@@ -20,11 +21,15 @@ def unusual_note(check: Any) -> str:
             "so this label may not mean anything for this image")
 
 
-def prediction_body(card: ModelCard, analysis: Any, *, operating_point: str | None = None) -> dict:
+def prediction_body(card: ModelCard, analysis: Any, *, operating_point: str | None = None,
+                    include_uid: bool = False) -> dict:
     """The predict route's JSON body for one analysed image (engine.Analysis) under `operating_point`
-    (None: the card's default; an unknown name raises UnknownOperatingPoint, a 400). The input check's
-    verdict comes with the analysis (``analysis.check``, when the model has one): then the body carries
-    ``warnings`` and ``input_check`` too. Every caller (handler, local API, batch) answers with this body."""
+    (None: the card's default; an unknown name raises UnknownOperatingPoint, a 400), built as the typed
+    ``response_model.Prediction`` (which refuses a field the contract lacks) and returned as its JSON dict.
+    The input check's verdict comes with the analysis (``analysis.check``, when the model has one): then the
+    body carries ``warnings`` and ``input_check`` too; a DICOM input's frame and region come as ``dicom`` (its
+    SOP Instance UID only with `include_uid`). Every caller (handler, local API, batch, the DICOM SR) answers
+    with this body."""
     probabilities, check = analysis.probabilities, getattr(analysis, "check", None)
     name, _ = card.point(operating_point)
     label, rule = card.decide(probabilities, name)
@@ -45,4 +50,6 @@ def prediction_body(card: ModelCard, analysis: Any, *, operating_point: str | No
     if check is not None:
         body["warnings"] = [WARNING] if check.verdict == "warn" else []
         body["input_check"] = check.to_dict()
-    return body
+    if getattr(analysis, "dicom", None) is not None:  # which frame, the region; the UID only when asked for
+        body["dicom"] = analysis.dicom.to_dict(include_uid=include_uid)
+    return Prediction.model_validate(body).model_dump(mode="json", exclude_unset=True)

@@ -2,11 +2,13 @@
 
     python -m classifier.response_model docs/openapi.json     # (re)write the committed document
 
-These models describe what ``prediction.prediction_body`` and the handler send (the handler still builds
-dicts: the models are the contract the tests hold every response to, ``extra="forbid"``, so a field the
-handler adds without a model here fails them). pydantic is not in the Lambda image; the local API serves
-the committed document at ``GET /openapi.json``, and tests/serving/test_response_model.py keeps it equal
-to ``openapi()``. Research use only; not a medical device.
+Every body the function sends is built here: ``prediction.prediction_body`` validates its dict as
+``Prediction`` (``extra="forbid"``: a field the contract lacks is a bug, not a silent addition) and
+``error_body`` builds every 4xx/5xx. pydantic is in the Lambda image for that (lambda_src/requirements.txt).
+The OpenAPI document is built from these models by ``openapi()`` rather than by Powertools' resolver,
+because the request side (binary PNG/JPEG/DICOM bodies, a DICOM SR answer) is not expressible as a pydantic
+request model; the local API serves it at ``GET /openapi.json`` and tests/serving/test_response_model.py
+keeps the committed docs/openapi.json equal to it. Research use only; not a medical device.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .dicom import TRANSFER_SYNTAXES
+from .model_card import DISCLAIMER
 from .request_body import BINARY_MEDIA_TYPES
 
 OPENAPI_VERSION = "3.1.0"
@@ -101,7 +103,13 @@ class ErrorBody(_Strict):
     """Every 4xx/5xx the function sends."""
 
     error: ErrorDetail
-    disclaimer: str | None = None
+    disclaimer: str = Field(pattern=r"^Research use only")
+
+
+def error_body(code: str, message: str, *, request_id: str | None = None) -> dict:
+    """The JSON body of every error the function sends (request_id: API Gateway's, when there is one)."""
+    error = ErrorDetail(code=code, message=message, request_id=request_id)
+    return ErrorBody(error=error, disclaimer=DISCLAIMER).model_dump(mode="json", exclude_none=True)
 
 
 def _schemas() -> dict:
@@ -115,6 +123,7 @@ def _schemas() -> dict:
 
 def openapi() -> dict:
     """The OpenAPI 3.1 document of POST /predict and GET /health."""
+    from .dicom import TRANSFER_SYNTAXES  # pydicom: only for the document, not for building a body
     ref = {"$ref": "#/components/schemas/ErrorBody"}
     errors = {str(s): {"description": d, "content": {"application/json": {"schema": ref}}} for s, d in (
         (400, "bad request or image (code says which)"), (404, "no such route"), (405, "method not allowed"),

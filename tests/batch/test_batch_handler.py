@@ -3,7 +3,6 @@ huge objects, and S3 throttling retried (a stubbed client: moto does not throttl
 
 from __future__ import annotations
 
-import io
 
 import boto3
 import pytest

@@ -79,6 +79,41 @@ def test_the_models_refuse_what_the_contract_does_not_allow():
             rm.Prediction.model_validate(bad)
 
 
+def test_error_body_is_the_one_error_shape():
+    body = rm.error_body("not_dicom", "the body is not DICOM", request_id="r-1")
+    assert body == {"error": {"code": "not_dicom", "message": "the body is not DICOM", "request_id": "r-1"},
+                    "disclaimer": rm.DISCLAIMER}
+    assert "request_id" not in rm.error_body("bad_request", "x")["error"]  # absent, not null, without one
+    with pytest.raises(ValidationError):
+        rm.ErrorBody.model_validate({"error": {"code": "x", "message": "y"}})  # no research-use statement
+
+
+def test_the_local_api_s_own_refusals_are_error_bodies(services):
+    """Refusals before the handler (framing, size) share the function's error model, disclaimer included."""
+    import http.client
+
+    from classifier.local_api import start_server, stop_server
+
+    srv = start_server(services[0], port=0, max_body_bytes=1000)
+    try:
+        host, port = srv.url.removeprefix("http://").split(":")
+        for headers in ({"Content-Length": "5000"}, {"Content-Length": "12abc"},
+                        {"Transfer-Encoding": "gzip"}):
+            conn = http.client.HTTPConnection(host, int(port), timeout=30)
+            conn.putrequest("POST", "/predict")
+            conn.putheader("Content-Type", "image/png")
+            for k, v in headers.items():
+                conn.putheader(k, v)
+            conn.endheaders()
+            resp = conn.getresponse()
+            body = json.loads(resp.read())
+            conn.close()
+            assert resp.status in (400, 413), (headers, resp.status)
+            rm.ErrorBody.model_validate(body)
+    finally:
+        stop_server(srv)
+
+
 def test_the_local_api_serves_the_document(services):
     from classifier.local_api import start_server, stop_server
 
