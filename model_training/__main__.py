@@ -16,6 +16,10 @@ _DEFAULTS = TrainConfig(data=(Path("."),), out=Path("."), report=Path("."))
 #: Lesion recipe defaults (shared/NOTES.md: 4-10 epochs with the top ~30 % unfrozen helped on a new site;
 #: README "How the lesion recipe was chosen" has the leave-one-site-out runs behind them).
 LESION_EPOCHS, LESION_UNFREEZE = 15, 0.3
+#: TrainConfig fields that only the frozen recipe reads. The lesion recipe (the default) refuses a value other
+#: than the default for any of them: a flag that is silently ignored makes a wrong experiment look right.
+FROZEN_ONLY = ("pool_layers", "val_fraction", "near_dup_threshold", "head_c", "head_units", "head_dropout", "head_lr",
+               "head_epochs", "label_smoothing", "patience", "ensemble", "quantize", "cv_folds")
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -92,12 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train, calibrate, export model.tflite + model.json, and report",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                       description="Audit and split DATA (duplicate groups never cross splits); extract cached "
-                                   "frozen-backbone features (multi-scale for mobilenet_v2); by default choose the "
-                                   "head, mirror TTA and temperature by K-fold cross-validation over train + val and "
-                                   "refit the head on both (--epochs N adds fine-tuning, chosen on the val split); "
-                                   "export the calibrated .tflite, check LiteRT/Keras parity and evaluate once on the "
-                                   "test split.")
+                       description="The default (lesion) recipe: decode and group each --data site (patients and "
+                                   "repeated frames never cross splits) and hold out a test split per site; fine-tune "
+                                   "MobileNetV2 with mask-supervised localisation and hard negatives, leave one site "
+                                   "out to calibrate and choose the malignant threshold, cross-fit inside the sites "
+                                   "for the normal threshold, fit the final model on every site's train + val, export "
+                                   "the calibrated .tflite, check LiteRT/Keras parity, score each test split once "
+                                   "through the served path, fit the input check and write the report. Options marked "
+                                   "frozen recipe only are refused by the lesion recipe (--recipe frozen: the older "
+                                   "one-site, frozen-feature recipe; docs/training.md).")
     _training_args(t, d)
     add_cloud_args(t)
     t.add_argument("--runs", type=Path, default=RUNS,
@@ -124,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lesion recipe: the malignant threshold is the highest whose sensitivity on the pooled "
                         "out-of-site predictions reaches this")
     t.add_argument("--no-test", action="store_true",
-                   help="explore settings: stop after the validation choices, never touching the test split")
+                   help="explore settings without touching the test split: the lesion recipe stops after "
+                        "leave-one-site-out (and the cross-fit) and writes their figures to REPORT/metrics.json, "
+                        "no final fit or export; the frozen recipe stops after its validation choices")
     t.add_argument("--cross-fit-folds", type=int, default=d.cross_fit_folds,
                    help="lesion recipe: set the \"normal\" threshold on K-fold out-of-fold predictions inside the "
                         "sites (K more fits of the recipe; docs/training.md); 0: on the leave-one-site-out predictions")
@@ -275,8 +284,22 @@ def _config(args, **extra) -> TrainConfig:
     )
 
 
+def refuse_unused_options(args) -> None:
+    """The lesion recipe refuses frozen-recipe options given with a value other than their default."""
+    if args.recipe != "lesion":
+        return
+    given = [name for name in FROZEN_ONLY if hasattr(args, name) and getattr(args, name) != getattr(_DEFAULTS, name)]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise TrainingError(f"{flags}: frozen recipe only; the lesion recipe (the default) does not use "
+                            f"{'it' if len(given) == 1 else 'them'}. Drop {'it' if len(given) == 1 else 'them'}, "
+                            "or pass --recipe frozen (docs/training.md)")
+
+
 def _train(args) -> int:
     from . import runs
+
+    refuse_unused_options(args)
 
     if args.on == "sagemaker":  # the same options, as a training job; the run comes back into args.runs
         from .sagemaker_job import train_on_sagemaker
@@ -304,7 +327,8 @@ def _train(args) -> int:
 
         train(cfg)
     card_path = cfg.out / "model.json"
-    if not card_path.is_file():  # --no-test on the frozen recipe stops before export
+    if not card_path.is_file():  # --no-test stops before export
+        print(f"--no-test: no model written; the figures are in {cfg.report / 'metrics.json'}", flush=True)
         return 0
     version = json.loads(card_path.read_text())["version"]
     if run is not None:

@@ -226,6 +226,14 @@ def train_lesion(cfg: TrainConfig) -> dict:
         seconds["cross_fit"] = round(time.time() - tick, 1)
     calib = _fit_calibration(cal, oos, splits, cfg.target_sensitivity, normal=normal)
     loso = _loso_metrics(oos, splits, calib, normal_gate=cf is None)
+    if not cfg.evaluate_test:  # --no-test: the settings' out-of-site (and out-of-fold) figures, no test split read
+        explore = {"recipe": "lesion", "no_test": True, "selection": selection, "calibration": calib,
+                   "leave_one_site_out": loso, "stage_seconds": seconds, "config": cfg.to_json()}
+        (cfg.report / "metrics.json").write_text(json.dumps(explore, indent=1, default=float) + "\n")
+        for name, m in loso.items():
+            print(f"leave-one-site-out {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in _brief(m).items()
+                                                            if isinstance(v, float)), flush=True)
+        return {}
 
     # 3. the final model on every site's train + val ---------------------------------------
     tick = time.time()

@@ -118,6 +118,14 @@ def _letterbox_mask(union: np.ndarray, side: int) -> np.ndarray:
 #: frame's shorter side: enough anatomy (fat, gland, ribs, shadows) to look like a normal frame.
 NEG_MIN_AREA = 0.30
 NEG_MARGIN = 0.06
+#: Which hard negatives each lesion frame gives: "strip" (`lesion_free_crop`) and, where listed,
+#: "filled" (`lesion_filled_frame`: the whole frame with the lesion replaced by same-depth tissue, so
+#: "no lesion" is also learnt on full-width anatomy of every site's scanners). Part of the cache key.
+NEGATIVE_KINDS: tuple[str, ...] = ("strip",)
+#: A lesion (with its margin) wider than this share of the frame is not filled: too little tissue beside it.
+FILL_MAX_WIDTH = 0.5
+#: Rows of linear blending where the filled block meets the frame (top, bottom) and where its two halves meet.
+FILL_FEATHER = 6
 
 
 def lesion_free_crop(img: Image.Image, lesion: np.ndarray) -> Image.Image | None:
@@ -140,6 +148,55 @@ def lesion_free_crop(img: Image.Image, lesion: np.ndarray) -> Image.Image | None
     return img.crop(best)
 
 
+def lesion_filled_frame(img: Image.Image, lesion: np.ndarray) -> Image.Image | None:
+    """The whole frame with its (dilated) lesion box, and as far again below it (posterior shadow or
+    enhancement), replaced by the tissue beside it at the same depth: each half mirrored from its own side
+    (continuous at both edges, the halves cross-faded, feathered at the top and bottom). Ultrasound texture
+    changes with depth far more than across, so the frame keeps its anatomy, chrome and scanner look
+    without a lesion. None when the lesion is wider than FILL_MAX_WIDTH of the frame or the tissue beside
+    it is narrower than the box."""
+    ys, xs = np.nonzero(lesion)
+    if not len(xs):
+        return None
+    w, h = img.size
+    m = int(round(NEG_MARGIN * min(w, h)))
+    x0, x1 = max(int(xs.min()) - m, 0), min(int(xs.max()) + 1 + m, w)
+    y0, y1 = max(int(ys.min()) - m, 0), min(int(ys.max()) + 1 + m, h)
+    y1 = min(h, y1 + (y1 - y0))
+    bw, left, right = x1 - x0, x0, w - x1
+    if bw > FILL_MAX_WIDTH * w or left + right < bw:
+        return None
+    a = np.asarray(img).astype(np.float32)
+    i = np.arange(bw)
+    # Column i of the box comes from the mirror about its left edge (x0 - 1 - i) or about its right edge
+    # (x1 + bw - 1 - i); the two halves meet at k, moved toward the side with less room, and are
+    # cross-faded over a quarter of the box so that tilted layers do not leave a seam.
+    k = min(max(bw / 2, bw - right), left)
+    fade = max(FILL_FEATHER, bw / 4)
+    t = np.clip((i - k) / fade + 0.5, 0.0, 1.0)  # 0: from the left, 1: from the right
+    from_left = np.clip(x0 - 1 - i, 0, w - 1)
+    from_right = np.clip(x1 + bw - 1 - i, 0, w - 1)
+    t = t.reshape((1, bw) + (1,) * (a.ndim - 2))
+    fill = (1 - t) * a[y0:y1][:, from_left] + t * a[y0:y1][:, from_right]
+    rows = np.arange(y0, y1)
+    # Feather top and bottom into the frame (not at the frame's own edges).
+    v = np.ones(len(rows), dtype=np.float32)
+    if y0 > 0:
+        v = np.minimum(v, np.clip((rows - y0 + 1) / FILL_FEATHER, 0, 1))
+    if y1 < h:
+        v = np.minimum(v, np.clip((y1 - rows) / FILL_FEATHER, 0, 1))
+    v = v.reshape((-1, 1) + (1,) * (a.ndim - 2))
+    out = a.copy()
+    out[y0:y1, x0:x1] = v * fill + (1 - v) * a[y0:y1, x0:x1]
+    return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8), mode=img.mode)
+
+
+def _hard_negatives(img: Image.Image, lesion: np.ndarray) -> list[Image.Image]:
+    """This lesion frame's hard negatives, one per NEGATIVE_KINDS entry that applies."""
+    makers = {"strip": lesion_free_crop, "filled": lesion_filled_frame}
+    return [neg for neg in (makers[k](img, lesion) for k in NEGATIVE_KINDS) if neg is not None]
+
+
 def _mask_union(files: list[Path], size: tuple[int, int]) -> np.ndarray:
     union = np.zeros(size[::-1], dtype=bool)
     for f in files:
@@ -151,8 +208,10 @@ def _mask_union(files: list[Path], size: tuple[int, int]) -> np.ndarray:
 
 
 def _cache_key(root: Path, fp: str, side: int) -> str:
-    return hashlib.sha256(f"{fp}|{side}|{PREPROCESSING_ID}|{NEAR_DUP_THRESHOLD}|{NEG_MIN_AREA}|{NEG_MARGIN}|v2"
-                          .encode()).hexdigest()[:16]
+    key = f"{fp}|{side}|{PREPROCESSING_ID}|{NEAR_DUP_THRESHOLD}|{NEG_MIN_AREA}|{NEG_MARGIN}|v2"
+    if NEGATIVE_KINDS != ("strip",):  # the default keeps its old key, so existing caches stay valid
+        key += f"|{','.join(NEGATIVE_KINDS)}|{FILL_MAX_WIDTH}|{FILL_FEATHER}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def load_site(root: Path | str, *, side: int, cache_dir: Path | None = None, skip_bad: bool = False,
@@ -184,9 +243,8 @@ def load_site(root: Path | str, *, side: int, cache_dir: Path | None = None, ski
             has_mask[i] = True
             union = _mask_union(files, img.size)
             mask[i] = _letterbox_mask(union, side)
-            crop = lesion_free_crop(img, union) if s.label != "normal" else None
-            if crop is not None:
-                neg_x.append(model_input_grey(crop, side))
+            for neg in _hard_negatives(img, union) if s.label != "normal" else []:
+                neg_x.append(model_input_grey(neg, side))
                 neg_src.append(i)
     neg_x = np.array(neg_x, dtype=np.uint8).reshape(-1, side, side)
     neg_src = np.array(neg_src, dtype=int)

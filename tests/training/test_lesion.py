@@ -7,9 +7,11 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from classifier.preprocessing import PREPROCESSING_ID
 from model_training.__main__ import main
+from model_training import sites
 from model_training.loso import split_site
 from model_training.sites import load_site, mask_grid
 from tests.training.synthetic import make_site
@@ -221,3 +223,44 @@ def test_operating_points_follow_the_cross_fit_file_and_return_to_the_trained_ca
     for key in ("malignant_threshold", "normal_threshold"):
         assert back["operating_point"][key] == pytest.approx(trained_card["operating_point"][key], abs=1e-6)
     assert back["sites"][0]["test_metrics"]["n"] == trained_card["sites"][0]["test_metrics"]["n"]
+
+
+def test_no_test_stops_after_leave_one_site_out_and_writes_no_model(two_sites, tmp_path):
+    a, b = two_sites
+    out, report = tmp_path / "m", tmp_path / "r"
+    code = main(["train", "--data", str(a), "--data", str(b), "--weights", "none", "--input-size", "64",
+                 "--epochs", "1", "--batch-size", "8", "--test-fraction", "0.25", "--cross-fit-folds", "0",
+                 "--no-test", "--out", str(out), "--report", str(report), "--work", str(tmp_path / "w")])
+    assert code == 0
+    assert not (out / "model.tflite").exists() and not (out / "model.json").exists()
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["no_test"] is True and "test" not in metrics
+    assert set(metrics["leave_one_site_out"]) == {"site_a", "site_b"}
+
+
+def test_a_frozen_recipe_option_is_refused_by_the_lesion_recipe(two_sites, tmp_path, capsys):
+    a, b = two_sites
+    code = main(["train", "--data", str(a), "--data", str(b), "--weights", "none", "--ensemble", "2",
+                 "--quantize", "int8", "--out", str(tmp_path / "m"), "--report", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--ensemble, --quantize: frozen recipe only" in err and "--recipe frozen" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_filled_frame_replaces_the_lesion_by_same_depth_tissue():
+    rng = np.random.default_rng(0)
+    h, w = 120, 200
+    depth = np.linspace(60, 200, h)[:, None]  # brightness changes with depth, not across
+    frame = np.clip(depth + rng.normal(0, 8, (h, w)), 0, 255)
+    lesion = np.zeros((h, w), dtype=bool)
+    lesion[40:70, 80:110] = True
+    frame[lesion] = 10  # a dark lesion
+    img = Image.fromarray(frame.astype(np.uint8), mode="L")
+    filled = np.asarray(sites.lesion_filled_frame(img, lesion)).astype(float)
+    assert filled.shape == (h, w)
+    assert abs(filled[lesion].mean() - depth[40:70].mean()) < 10  # tissue of that depth, no dark blob left
+    assert np.array_equal(filled[:, :40], frame.astype(np.uint8)[:, :40])  # far from the lesion: untouched
+    wide = np.zeros((h, w), dtype=bool)
+    wide[40:70, 20:180] = True
+    assert sites.lesion_filled_frame(img, wide) is None  # no room beside it
+    assert sites.lesion_filled_frame(img, np.zeros((h, w), dtype=bool)) is None
