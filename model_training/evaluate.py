@@ -8,15 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from classifier.batch_metrics import served_label_counts
-from classifier.engine import Engine
 from classifier.errors import ModelLoadError
 
 from . import metrics as metrics_mod
 from . import plots
-from .data import decode_all, discover, to_arrays
+from .data import discover
 from .site_metrics import LABELS
-from .errors import DataFolderError, TrainingError
-from .export import engine_probs
+from .errors import BadFilesError, DataFolderError, TrainingError
 from .report import eval_markdown
 
 
@@ -87,8 +85,15 @@ def select_split(samples, split_file: Path, split_name: str, data: Path | None =
 
 def evaluate_folder(*, model: Path, data: Path, out: Path, skip_bad: bool = False, n_boot: int = 1000,
                     split_file: Path | None = None, split_name: str = "test") -> dict:
+    """Score a labelled folder through the served path: each file's bytes go to the engine the API and
+    `classifier.batch` serve (the model's input check included), so an image the API refuses is refused
+    here too and counted, never scored as a prediction."""
+    from tqdm.auto import tqdm
+
+    from classifier.batch import load_engine, score_file
+
     try:
-        engine = Engine(model)
+        engine = load_engine(model)
     except ModelLoadError as exc:
         raise TrainingError(str(exc)) from exc
     samples, _ = discover(data)
@@ -97,14 +102,29 @@ def evaluate_folder(*, model: Path, data: Path, out: Path, skip_bad: bool = Fals
     else:
         scored = (f"all {len(samples)} images of {data.name}, with no split file: if the model trained on this "
                   "folder these numbers include training images and are optimistic (pass the model's split.json)")
-    samples, images = decode_all(samples, skip_bad=skip_bad)
+    label_indices([s.label for s in samples], engine.labels)  # an unknown class folder: refused before scoring
+    rows = [score_file(engine, str(s.path)) for s in tqdm(samples, desc="evaluate", unit="img")]
+    refused = [(s, r) for s, r in zip(samples, rows) if r["error"] and r["error"]["code"] == "not_ultrasound"]
+    bad = [(str(s.path), r["error"]["message"]) for s, r in zip(samples, rows)
+           if r["error"] and r["error"]["code"] != "not_ultrasound"]
+    if bad and not skip_bad:
+        raise BadFilesError(bad)
+    kept = [(s, r) for s, r in zip(samples, rows) if not r["error"]]
+    if not kept:
+        raise DataFolderError(f"no image of {data} could be scored ({len(refused)} refused by the input check, "
+                              f"{len(bad)} unreadable)")
+    scored += (f"; {len(kept)} of {len(samples)} scored" + (f", {len(refused)} refused by the model's input check "
+               "(422 not_ultrasound, as the API answers)" if refused else "")
+               + (f", {len(bad)} unreadable left out (--skip-bad)" if bad else ""))
+    samples = [s for s, _ in kept]
+    probs = np.array([[r["probabilities"][label] for label in engine.labels] for _, r in kept], dtype=np.float64)
+    decided = [(r["label"], r["label_rule"]) for _, r in kept]
     y = label_indices([s.label for s in samples], engine.labels)
-    probs = engine_probs(engine, to_arrays(images, engine.card.input_size, engine.card.preprocessing_id), desc="evaluate")
-    decided = [engine.card.decide({l: float(v) for l, v in zip(engine.labels, p)}) for p in probs]
-    served = served_label_counts(y, [d[0] for d in decided], engine.labels) | {"rule": decided[0][1]} if decided else {}
+    served = served_label_counts(y, [d[0] for d in decided], engine.labels) | {"rule": decided[0][1]}
     result = write_outputs(
         y, probs, engine.labels, out, title=f"{data.name} (n={len(y)})", n_boot=n_boot,
-        extra={"model_version": engine.card.version, "data": str(data), "scored": scored, "served_labels": served},
+        extra={"model_version": engine.card.version, "data": str(data), "scored": scored, "served_labels": served,
+               "refused_by_input_check": [s.key for s, _ in refused], "unreadable": [path for path, _ in bad]},
     )
     predictions = [
         {"file": s.key, "label": s.label,

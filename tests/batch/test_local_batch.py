@@ -169,3 +169,25 @@ def test_model_without_heatmap_has_no_box(folder, tiny_model_dir, tmp_path):
     good = [r for r in records if not r["error_code"]]
     assert good and all(r["box_x"] == "" and r["label"] for r in good)
     assert all(abs(sum(float(r[f"p_{l}"]) for l in ("normal", "benign", "malignant")) - 1) < 1e-4 for r in good)
+
+
+def test_evaluate_scores_what_batch_and_the_api_score(checked_model, tmp_path, capsys):
+    """`model_training evaluate` is the served path: the input check's refusal is counted, not scored as a
+    prediction; unreadable files stop it unless --skip-bad; its labels are batch's (and so the API's)."""
+    from model_training.__main__ import main
+
+    root = tmp_path / "archive"
+    make_folder(root, n_per_class=2, photo=True)
+    ev = tmp_path / "ev"
+    assert main(["evaluate", "--model", str(checked_model), "--data", str(root), "--out", str(ev)]) == 2
+    assert "broken.png" in capsys.readouterr().err  # a bad file is named, and SKIP_BAD=1 is the way on
+    assert main(["evaluate", "--model", str(checked_model), "--data", str(root), "--out", str(ev), "--skip-bad",
+                 "--bootstrap", "20"]) == 0
+    metrics = json.loads((ev / "metrics.json").read_text())
+    out = tmp_path / "r.jsonl"
+    batch.run(root, out, model_dir=checked_model, processes=1, progress=False)
+    good = {str(Path(r["path"]).relative_to(root)): r for r in _jsonl(out) if not r["error"]}
+    assert metrics["n"] == len(good) == 6 and metrics["refused_by_input_check"] == ["normal/holiday.png"]
+    assert "6 of 9 scored, 1 refused by the model's input check" in metrics["scored"]
+    preds = json.loads((ev / "predictions.json").read_text())
+    assert {p["file"]: p["predicted"] for p in preds} == {k: r["label"] for k, r in good.items()}
