@@ -31,6 +31,14 @@ def _data_arg(text: str) -> Path | str:
     return text if text.startswith("s3://") else Path(text)
 
 
+def _negative_kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(v.strip() for v in text.split(",") if v.strip())
+    unknown = sorted(set(kinds) - {"strip", "filled"})
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(f"{text!r}: a comma list of strip, filled")
+    return kinds
+
+
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(",") if v.strip())
 
@@ -138,8 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lesion recipe: set the \"normal\" threshold on K-fold out-of-fold predictions inside the "
                         "sites (K more fits of the recipe; docs/training.md); 0: on the leave-one-site-out predictions")
     t.add_argument("--no-hard-negatives", dest="hard_negatives", action="store_false",
-                   help="lesion recipe: do not add the lesion-free strips of every site's lesion frames as "
+                   help="lesion recipe: do not add lesion-free frames cut from every site's lesion frames as "
                         "\"no lesion\" frames (docs/training.md)")
+    t.add_argument("--negative-kinds", type=_negative_kinds, default=",".join(d.negative_kinds),
+                   help="lesion recipe: which lesion-free frames each lesion frame gives: strip (the largest "
+                        "full-height or full-width strip clear of the lesion), filled (the whole frame, the lesion "
+                        "replaced by the tissue beside it at the same depth); comma list")
 
     c = sub.add_parser("cv", help="k-fold cross-validation of a training config on train + val (never test)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -317,7 +329,8 @@ def _train(args) -> int:
         print(f"run folder: {run} (the bundled model in {runs.BUNDLED_MODEL} is not touched)", flush=True)
     cfg = _config(args, out=args.out, report=args.report, quantize=args.quantize, name=args.name,
                   cv_folds=args.cv_folds, evaluate_test=not args.no_test, target_sensitivity=args.target_sensitivity,
-                  hard_negatives=args.hard_negatives, cross_fit_folds=args.cross_fit_folds)
+                  hard_negatives=args.hard_negatives, negative_kinds=args.negative_kinds,
+                  cross_fit_folds=args.cross_fit_folds)
     if cfg.recipe == "lesion":
         from .lesion_pipeline import train_lesion
 

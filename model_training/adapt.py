@@ -197,7 +197,7 @@ def adapt(*, model_dir: Path, data: Path, out: Path, work: Path, folds: int = 5,
         raise TrainingError(f"adapt needs a lesion-recipe model folder with {MODEL_KERAS} beside model.tflite "
                             f"(written by `train --recipe lesion`); {model_dir} has none")
     model = keras.models.load_model(keras_path, compile=False)
-    site = load_site(data, side=card.input_size, cache_dir=work / "cache")
+    site = load_site(data, side=card.input_size, cache_dir=work / "cache", negative_kinds=())  # features only
     site = _limit(site, max_images, seed)
     labels = np.array(site.labels)
     unknown = sorted(set(labels) - set(card.labels))

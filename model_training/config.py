@@ -61,8 +61,10 @@ class TrainConfig:
     name: str = "busi-classifier"
     # lesion recipe: malignant threshold chosen out of site for this sensitivity (pooled LOSO predictions)
     target_sensitivity: float = 0.90
-    # lesion recipe: lesion-free strips of each site's lesion frames as extra "no lesion" frames
+    # lesion recipe: lesion-free parts of each site's lesion frames as extra "no lesion" frames, of these kinds
+    # (model_training/sites.py: "strip", "filled")
     hard_negatives: bool = True
+    negative_kinds: tuple[str, ...] = ("strip",)
     # lesion recipe: the normal threshold from K-fold out-of-fold predictions inside the sites (cross_fit.py;
     # K more fits); 0 = from the leave-one-site-out predictions (v5 and before)
     cross_fit_folds: int = 3

@@ -124,7 +124,7 @@ def for_model(model_dir: Path, report_dir: Path, data_dirs: list[Path], *, weigh
     from .errors import TrainingError
     from .lesion_fit import FitConfig
     from .loso import split_site
-    from .sites import load_sites
+    from .sites import LEGACY_NEGATIVE_KINDS, load_sites
 
     config = json.loads((Path(model_dir) / CARD_FILE).read_text()).get("extra", {}).get("config") or {}
     if config.get("recipe") != "lesion":
@@ -137,7 +137,8 @@ def for_model(model_dir: Path, report_dir: Path, data_dirs: list[Path], *, weigh
     if not split_file.is_file():
         raise TrainingError(f"{split_file}: not found (the model's split, which `train` writes into its report)")
     recorded = json.loads(split_file.read_text())
-    sites = load_sites(data_dirs, side=cfg.input_size, cache_dir=cache_dir, skip_bad=config.get("skip_bad", False))
+    sites = load_sites(data_dirs, side=cfg.input_size, cache_dir=cache_dir, skip_bad=config.get("skip_bad", False),
+                       negative_kinds=tuple(config.get("negative_kinds", LEGACY_NEGATIVE_KINDS)))
     splits = [split_site(s, test_fraction=config["test_fraction"], seed=config["seed"],
                          keep_conflicts=config.get("keep_conflicts", False)) for s in sites]
     for sp in splits:

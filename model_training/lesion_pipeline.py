@@ -187,7 +187,8 @@ def train_lesion(cfg: TrainConfig) -> dict:
     seconds: dict[str, float] = {}
 
     # 1. sites, groups, per-site splits -----------------------------------------------------
-    sites = load_sites(cfg.data, side=cfg.input_size, cache_dir=cfg.work / "cache", skip_bad=cfg.skip_bad)
+    sites = load_sites(cfg.data, side=cfg.input_size, cache_dir=cfg.work / "cache", skip_bad=cfg.skip_bad,
+                       negative_kinds=cfg.negative_kinds)
     splits = [split_site(s, test_fraction=cfg.test_fraction, seed=cfg.seed, keep_conflicts=cfg.keep_conflicts)
               for s in sites]
     _write_split(splits, cfg)

@@ -118,12 +118,18 @@ def _letterbox_mask(union: np.ndarray, side: int) -> np.ndarray:
 #: frame's shorter side: enough anatomy (fat, gland, ribs, shadows) to look like a normal frame.
 NEG_MIN_AREA = 0.30
 NEG_MARGIN = 0.06
-#: Which hard negatives each lesion frame gives: "strip" (`lesion_free_crop`) and, where listed,
-#: "filled" (`lesion_filled_frame`: the whole frame with the lesion replaced by same-depth tissue, so
-#: "no lesion" is also learnt on full-width anatomy of every site's scanners). Part of the cache key.
+#: The hard negatives a lesion frame can give: "strip" (`lesion_free_crop`) and "filled"
+#: (`lesion_filled_frame`: the whole frame with the lesion replaced by same-depth tissue, so "no lesion" is
+#: also learnt on full-width anatomy of every site's scanners). A run picks a tuple of them
+#: (TrainConfig.negative_kinds, recorded in its card); they are part of the cache key.
 NEGATIVE_KINDS: tuple[str, ...] = ("strip",)
+#: What a card without `negative_kinds` was trained with (v5 and before).
+LEGACY_NEGATIVE_KINDS: tuple[str, ...] = ("strip",)
 #: A lesion (with its margin) wider than this share of the frame is not filled: too little tissue beside it.
 FILL_MAX_WIDTH = 0.5
+#: How far below the lesion box the fill goes, in box heights (the posterior shadow or enhancement);
+#: None: to the bottom of the frame.
+FILL_BELOW: float | None = 1.0
 #: Rows of linear blending where the filled block meets the frame (top, bottom) and where its two halves meet.
 FILL_FEATHER = 6
 
@@ -149,8 +155,8 @@ def lesion_free_crop(img: Image.Image, lesion: np.ndarray) -> Image.Image | None
 
 
 def lesion_filled_frame(img: Image.Image, lesion: np.ndarray) -> Image.Image | None:
-    """The whole frame with its (dilated) lesion box, and as far again below it (posterior shadow or
-    enhancement), replaced by the tissue beside it at the same depth: each half mirrored from its own side
+    """The whole frame with its (dilated) lesion box, and FILL_BELOW box heights below it (posterior shadow
+    or enhancement), replaced by the tissue beside it at the same depth: each half mirrored from its own side
     (continuous at both edges, the halves cross-faded, feathered at the top and bottom). Ultrasound texture
     changes with depth far more than across, so the frame keeps its anatomy, chrome and scanner look
     without a lesion. None when the lesion is wider than FILL_MAX_WIDTH of the frame or the tissue beside
@@ -162,7 +168,7 @@ def lesion_filled_frame(img: Image.Image, lesion: np.ndarray) -> Image.Image | N
     m = int(round(NEG_MARGIN * min(w, h)))
     x0, x1 = max(int(xs.min()) - m, 0), min(int(xs.max()) + 1 + m, w)
     y0, y1 = max(int(ys.min()) - m, 0), min(int(ys.max()) + 1 + m, h)
-    y1 = min(h, y1 + (y1 - y0))
+    y1 = h if FILL_BELOW is None else min(h, y1 + int(round(FILL_BELOW * (y1 - y0))))
     bw, left, right = x1 - x0, x0, w - x1
     if bw > FILL_MAX_WIDTH * w or left + right < bw:
         return None
@@ -191,10 +197,10 @@ def lesion_filled_frame(img: Image.Image, lesion: np.ndarray) -> Image.Image | N
     return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8), mode=img.mode)
 
 
-def _hard_negatives(img: Image.Image, lesion: np.ndarray) -> list[Image.Image]:
-    """This lesion frame's hard negatives, one per NEGATIVE_KINDS entry that applies."""
+def _hard_negatives(img: Image.Image, lesion: np.ndarray, kinds: tuple[str, ...]) -> list[Image.Image]:
+    """This lesion frame's hard negatives, one per kind that applies."""
     makers = {"strip": lesion_free_crop, "filled": lesion_filled_frame}
-    return [neg for neg in (makers[k](img, lesion) for k in NEGATIVE_KINDS) if neg is not None]
+    return [neg for neg in (makers[k](img, lesion) for k in kinds) if neg is not None]
 
 
 def _mask_union(files: list[Path], size: tuple[int, int]) -> np.ndarray:
@@ -207,21 +213,21 @@ def _mask_union(files: list[Path], size: tuple[int, int]) -> np.ndarray:
     return union
 
 
-def _cache_key(root: Path, fp: str, side: int) -> str:
+def _cache_key(root: Path, fp: str, side: int, kinds: tuple[str, ...]) -> str:
     key = f"{fp}|{side}|{PREPROCESSING_ID}|{NEAR_DUP_THRESHOLD}|{NEG_MIN_AREA}|{NEG_MARGIN}|v2"
-    if NEGATIVE_KINDS != ("strip",):  # the default keeps its old key, so existing caches stay valid
-        key += f"|{','.join(NEGATIVE_KINDS)}|{FILL_MAX_WIDTH}|{FILL_FEATHER}"
+    if kinds != LEGACY_NEGATIVE_KINDS:  # strips alone keep their old key, so existing caches stay valid
+        key += f"|{','.join(kinds)}|{FILL_MAX_WIDTH}|{FILL_FEATHER}|{FILL_BELOW}"
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def load_site(root: Path | str, *, side: int, cache_dir: Path | None = None, skip_bad: bool = False,
-              near_dup_threshold: float = NEAR_DUP_THRESHOLD) -> Site:
+              near_dup_threshold: float = NEAR_DUP_THRESHOLD, negative_kinds: tuple[str, ...] = NEGATIVE_KINDS) -> Site:
     """Decode a site folder once (cached on disk by content hash) into grey letterboxed arrays."""
     root = Path(root)
     all_samples, _ = discover(root)
     fp = fingerprint(all_samples)
     name = site_name(root)
-    cache = Path(cache_dir) / f"site-{name}-{_cache_key(root, fp, side)}.npz" if cache_dir else None
+    cache = Path(cache_dir) / f"site-{name}-{_cache_key(root, fp, side, tuple(negative_kinds))}.npz" if cache_dir else None
     meta = _read_metadata(root)
     if cache is not None and cache.is_file():
         z = np.load(cache, allow_pickle=False)
@@ -243,7 +249,7 @@ def load_site(root: Path | str, *, side: int, cache_dir: Path | None = None, ski
             has_mask[i] = True
             union = _mask_union(files, img.size)
             mask[i] = _letterbox_mask(union, side)
-            for neg in _hard_negatives(img, union) if s.label != "normal" else []:
+            for neg in _hard_negatives(img, union, tuple(negative_kinds)) if s.label != "normal" else []:
                 neg_x.append(model_input_grey(neg, side))
                 neg_src.append(i)
     neg_x = np.array(neg_x, dtype=np.uint8).reshape(-1, side, side)
@@ -269,8 +275,10 @@ def load_site(root: Path | str, *, side: int, cache_dir: Path | None = None, ski
     return site
 
 
-def load_sites(roots, *, side: int, cache_dir: Path | None = None, skip_bad: bool = False) -> list[Site]:
-    sites = [load_site(r, side=side, cache_dir=cache_dir, skip_bad=skip_bad) for r in roots]
+def load_sites(roots, *, side: int, cache_dir: Path | None = None, skip_bad: bool = False,
+               negative_kinds: tuple[str, ...] = NEGATIVE_KINDS) -> list[Site]:
+    sites = [load_site(r, side=side, cache_dir=cache_dir, skip_bad=skip_bad, negative_kinds=negative_kinds)
+             for r in roots]
     names = [s.name for s in sites]
     if len(set(names)) != len(names):
         raise DataFolderError(f"two data folders share a name ({', '.join(names)}): each folder is a site, "

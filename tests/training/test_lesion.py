@@ -264,3 +264,14 @@ def test_a_filled_frame_replaces_the_lesion_by_same_depth_tissue():
     wide[40:70, 20:180] = True
     assert sites.lesion_filled_frame(img, wide) is None  # no room beside it
     assert sites.lesion_filled_frame(img, np.zeros((h, w), dtype=bool)) is None
+
+
+def test_negative_kinds_choose_the_hard_negatives_and_key_the_cache(two_sites, tmp_path):
+    a, _ = two_sites
+    strips = load_site(a, side=64, cache_dir=tmp_path)
+    both = load_site(a, side=64, cache_dir=tmp_path, negative_kinds=("strip", "filled"))
+    none = load_site(a, side=64, cache_dir=tmp_path, negative_kinds=())
+    assert len(none.negatives()[0]) == 0 < len(strips.negatives()[0]) < len(both.negatives()[0])
+    assert len(list(tmp_path.glob("site-*.npz"))) == 3  # one cache file per choice, none reused for another
+    labels = np.array(both.labels)
+    assert (labels[both.negatives()[1]] != "normal").all()  # every negative is cut from a lesion frame
