@@ -38,6 +38,9 @@ TRAIN_ARGS ?=
 LOCAL ?=
 ADAPT_OUT ?= runs/adapted
 ADAPT_ARGS ?=
+# Extra options for the model targets without their own *_ARGS (promote, evaluate, audit, input-check,
+# expectations), passed as is: make promote RUN=latest ARGS=--allow-no-input-check; ARGS=--help lists them.
+ARGS ?=
 
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
@@ -98,16 +101,16 @@ train-cloud: $(VENV)/.installed weights-check ## make train on SageMaker: DATA="
 
 promote: $(VENV)/.installed ## make a run the bundled model: make promote RUN=runs/<time>-<version> (or RUN=latest)
 	@test -n "$(RUN)" || { echo "usage: make promote RUN=runs/<time>-<version> (or RUN=latest); runs:"; ls -1 runs 2>/dev/null | grep -E '^[0-9]{8}-' || echo "  none yet: make train"; exit 2; }
-	$(PY) -m model_training promote "$(RUN)"
+	$(PY) -m model_training promote "$(RUN)" $(ARGS)
 
 expectations: $(VENV)/.installed ## record MODEL_DIR's drift band and pre-traffic answers in its model.json (promote does this)
-	$(PY) -m model_training expectations --model $(MODEL_DIR) --report $(REPORT_DIR) --examples examples
+	$(PY) -m model_training expectations --model $(MODEL_DIR) --report $(REPORT_DIR) --examples examples $(ARGS)
 
 cv: $(VENV)/.installed weights-check ## k-fold cross-validation of a frozen-recipe config on CV_DATA's train + val (never test) -> runs/cv
 	$(PY) -m model_training cv --data "$(CV_DATA)" --weights "$(WEIGHTS)" --out runs/cv $(TRAIN_ARGS)
 
 evaluate: $(VENV)/.installed data-check ## score each folder in DATA through the served model (held-out images of training sites) -> $(EVAL_OUT)/<folder>
-	@for d in $(DATA); do $(PY) -m model_training evaluate --model $(MODEL_DIR) --data "$$d" --out "$(EVAL_OUT)/$$(basename $$d)" $(SPLIT_ARG) $(SKIP_BAD_ARG) || exit 1; done
+	@for d in $(DATA); do $(PY) -m model_training evaluate --model $(MODEL_DIR) --data "$$d" --out "$(EVAL_OUT)/$$(basename $$d)" $(SPLIT_ARG) $(SKIP_BAD_ARG) $(ARGS) || exit 1; done
 
 # The defaults point into ../shared, the project's development copy of the data (docs/training.md#data-and-weights).
 data-check:
@@ -126,10 +129,10 @@ adapt: $(VENV)/.installed ## refit the model's cheap parts to a new site: make a
 	$(PY) -m model_training adapt --model $(MODEL_DIR) --data "$(LOCAL)" --out $(ADAPT_OUT) $(ADAPT_ARGS)
 
 input-check: $(VENV)/.installed ## fit the "is this a breast ultrasound?" check of $(MODEL_DIR) on the sites in DATA -> its model.json + $(REPORT_DIR)/input_check
-	$(PY) -m model_training input-check --model $(MODEL_DIR) $(foreach d,$(DATA),--data "$(d)") --report $(REPORT_DIR)/input_check $(SPLIT_ARG)
+	$(PY) -m model_training input-check --model $(MODEL_DIR) $(foreach d,$(DATA),--data "$(d)") --report $(REPORT_DIR)/input_check $(SPLIT_ARG) $(ARGS)
 
 audit: $(VENV)/.installed data-check ## duplicate/conflict audit of each folder in DATA -> runs/audit-<folder>.json
-	@for d in $(DATA); do $(PY) -m model_training audit "$$d" --out "runs/audit-$$(basename $$d).json" $(SKIP_BAD_ARG) || exit 1; done
+	@for d in $(DATA); do $(PY) -m model_training audit "$$d" --out "runs/audit-$$(basename $$d).json" $(SKIP_BAD_ARG) $(ARGS) || exit 1; done
 
 # Local batch scoring (classifier.batch): INPUT is a folder or a list file; OUT .csv or .jsonl; a rerun resumes.
 # make batch INPUT=/path/to/archive OUT=results.csv BATCH_ARGS="--processes 2 --labelled"

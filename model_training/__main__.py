@@ -203,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--examples", type=Path, default=Path("examples"),
                     help="images the pre-traffic check sends to a new Lambda version (their answers are recorded "
                          "in model.json's pre_traffic)")
+    pr.add_argument("--allow-no-input-check", action="store_true",
+                    help="promote a model whose model.json has no input check (refused otherwise: the API would "
+                         "then label any image, noise and photographs included; `make input-check` fits one)")
 
     ex = sub.add_parser("expectations", help="record a model's release expectations (drift band, pre-traffic "
                                              "answers) in its model.json",
@@ -388,15 +391,17 @@ def main(argv: list[str] | None = None) -> int:
             from .runs import promote, resolve_run
 
             run = resolve_run(args.run)
-            written = promote(run, model_dir=args.model_dir, report_dir=args.report_dir, examples=args.examples)
+            written = promote(run, model_dir=args.model_dir, report_dir=args.report_dir, examples=args.examples,
+                              allow_no_input_check=args.allow_no_input_check)
             card = json.loads((args.model_dir / "model.json").read_text())
             print(f"promoted {run} -> {args.model_dir} and {args.report_dir} ({len(written)} files): the bundled model "
                   f"is now {card.get('name')} {card.get('version')}")
             for note in written.notes:
                 print(f"release: {note}")
-            if "input_check" not in card:
-                print(f"note: this model has no input check; fit one with `make input-check` (python -m "
-                      f"model_training input-check --model {args.model_dir} --data ...)")
+            if not card.get("input_check"):
+                print("note: promoted without an input check (--allow-no-input-check): the API labels any image; "
+                      f"fit one with `make input-check` (python -m model_training input-check --model "
+                      f"{args.model_dir} --data ...)")
             if args.model_dir.resolve() == BUNDLED_MODEL.resolve():
                 from .model_card_doc import write as write_model_card
 

@@ -90,7 +90,7 @@ class Written(list):
 
 
 def promote(run: Path, *, model_dir: Path = BUNDLED_MODEL, report_dir: Path = BUNDLED_REPORT,
-            examples: Path | None = Path("examples")) -> Written:
+            examples: Path | None = Path("examples"), allow_no_input_check: bool = False) -> Written:
     """Copy a run's model over `model_dir` and its report files over `report_dir`, then record the release
     expectations in the promoted model.json (drift band, pre-traffic answers of `examples`; None skips that);
     returns what was written.
@@ -101,6 +101,10 @@ def promote(run: Path, *, model_dir: Path = BUNDLED_MODEL, report_dir: Path = BU
     missing = [n for n in MODEL_FILES[:2] if not (src_model / n).is_file()]
     if missing:
         raise TrainingError(f"{src_model} lacks {', '.join(missing)}: not a finished run")
+    if not allow_no_input_check and not json.loads((src_model / "model.json").read_text()).get("input_check"):
+        raise TrainingError(f"{src_model}/model.json has no input check: served, it would label any image (noise, "
+                            "photographs) as a breast ultrasound. Fit one first (make input-check MODEL_DIR="
+                            f"{src_model}), or pass --allow-no-input-check to promote it anyway")
     written = []
     for name in MODEL_FILES:
         if (src_model / name).is_file():

@@ -115,7 +115,7 @@ def test_promote_writes_the_band_and_pre_traffic_answers_through_litert(tiny_mod
     make_release_ready(run / "model", run / "report")  # the run's own card + report, as train leaves them
     model_dir, report_dir = tmp_path / "bundled" / "model", tmp_path / "bundled" / "reports"
     assert main(["promote", str(run), "--model-dir", str(model_dir), "--report-dir", str(report_dir),
-                 "--examples", str(REPO / "examples")]) == 0
+                 "--examples", str(REPO / "examples"), "--allow-no-input-check"]) == 0
     card = json.loads((model_dir / "model.json").read_text())
     assert card["drift"]["rates"] == drift_band_from_files(report_dir / "loso_predictions.npz", card)["rates"]
     engine = Engine(model_dir)
@@ -133,7 +133,7 @@ def test_promote_of_a_run_without_out_of_site_predictions_notes_no_band(tiny_mod
     (run / "report").mkdir()
     model_dir = tmp_path / "m"
     assert main(["promote", str(run), "--model-dir", str(model_dir), "--report-dir", str(tmp_path / "r"),
-                 "--examples", str(REPO / "examples")]) == 0
+                 "--examples", str(REPO / "examples"), "--allow-no-input-check"]) == 0
     card = json.loads((model_dir / "model.json").read_text())
     assert "drift" not in card and card["pre_traffic"]["images"]
     assert "no drift band" in capsys.readouterr().out

@@ -63,7 +63,8 @@ def test_promote_replaces_the_bundled_model_and_report_files_and_keeps_other_stu
     (report_dir / "report.md").write_text("old report")
     model_dir.mkdir(parents=True)
     (model_dir / "model.tflite").write_bytes(b"old")
-    code = main(["promote", str(run), "--model-dir", str(model_dir), "--report-dir", str(report_dir)])
+    code = main(["promote", str(run), "--model-dir", str(model_dir), "--report-dir", str(report_dir),
+                 "--allow-no-input-check"])  # a fake card: no input check
     assert code == 0
     assert (model_dir / "model.tflite").read_bytes() == (run / "model" / "model.tflite").read_bytes()
     assert json.loads((model_dir / "model.json").read_text())["version"] == "a" * 16
@@ -71,6 +72,18 @@ def test_promote_replaces_the_bundled_model_and_report_files_and_keeps_other_stu
     assert (report_dir / "input_check" / "input_check.md").read_text() == "check"
     assert (report_dir / "loso" / "runs.md").read_text() == "earlier study"
     assert not list(model_dir.glob(".*.tmp"))
+
+
+def test_promote_refuses_a_card_without_an_input_check_unless_told(tmp_path, capsys):
+    run = _fake_run(tmp_path / "runs")
+    model_dir = tmp_path / "model"
+    assert main(["promote", str(run), "--model-dir", str(model_dir), "--report-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "has no input check" in err and "--allow-no-input-check" in err and "make input-check" in err
+    assert not model_dir.exists()  # nothing copied
+    assert main(["promote", str(run), "--model-dir", str(model_dir), "--report-dir", str(tmp_path / "r"),
+                 "--allow-no-input-check"]) == 0
+    assert "promoted without an input check" in capsys.readouterr().out
 
 
 def test_promote_of_something_that_is_not_a_run_is_a_clear_error(tmp_path, capsys):
@@ -151,6 +164,7 @@ def test_evaluate_scores_every_image_of_a_folder_the_model_never_trained_on(site
 def test_promote_takes_a_bare_model_folder_too_as_adapt_writes_it(tmp_path):
     adapted = _fake_run(tmp_path, "adapted") / "model"
     model_dir, report_dir = tmp_path / "model", tmp_path / "reports"
-    assert main(["promote", str(adapted), "--model-dir", str(model_dir), "--report-dir", str(report_dir)]) == 0
+    assert main(["promote", str(adapted), "--model-dir", str(model_dir), "--report-dir", str(report_dir),
+                 "--allow-no-input-check"]) == 0
     assert (model_dir / "model.tflite").read_bytes() == (adapted / "model.tflite").read_bytes()
     assert not report_dir.exists()  # a bare model folder has no report to copy
