@@ -143,6 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     for key, section in section_of.items():
         if section in sections and key in results:
             results["meta"].setdefault("measured_at", {})[key] = results["meta"]["finished_utc"]
+    # Derived from the sections above (their own measured_at says when each was measured).
+    from infra.config import InfraConfig
+
+    from . import cost
+
+    context = json.loads((Path(__file__).resolve().parents[1] / "cdk.json").read_text()).get("context", {})
+    stack = InfraConfig.from_context(context.get)  # what `cdk deploy` uses without -c overrides
+    results["cost"] = cost.table(results, stack_memory_mb=stack.memory_mb, timeout_s=stack.timeout_seconds)
     results["goals"] = report.goals(results)
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,9 @@ def main() -> None:
     t_loaded = time.perf_counter()
     resp = handler(event, LambdaContext())
     t_done = time.perf_counter()
+    import resource
+
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     sys.stdout.write(RESULT_PREFIX)  # the handler's own log lines share stdout
     json.dump(
         {
@@ -34,6 +37,7 @@ def main() -> None:
             "first_request_s": t_done - t_loaded,
             "total_s": t_done - T0,
             "pid": os.getpid(),
+            "peak_rss_mb": peak_rss_mb,
         },
         sys.stdout,
     )

@@ -23,7 +23,7 @@ def run(*, model_dir: Path, image: bytes, repeats: int) -> dict:
         image_path = Path(tmp) / "cold.png"
         image_path.write_bytes(image)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "lambda_src")]))
-        inside, wall, statuses = [], [], []
+        inside, wall, statuses, rss = [], [], [], []
         for _ in tqdm(range(repeats), desc="cold start", unit="proc", leave=False):
             t0 = time.perf_counter()
             proc = subprocess.run(
@@ -39,6 +39,7 @@ def run(*, model_dir: Path, image: bytes, repeats: int) -> dict:
             out = json.loads(line[len(RESULT_PREFIX):])
             inside.append(out["total_s"])
             statuses.append(out["status"])
+            rss.append(out["peak_rss_mb"])
     return {
         "repeats": repeats,
         "median_s": round(statistics.median(inside), 3),
@@ -46,7 +47,9 @@ def run(*, model_dir: Path, image: bytes, repeats: int) -> dict:
         "max_s": round(max(inside), 3),
         "process_wall_median_s": round(statistics.median(wall), 3),
         "first_status": sorted(set(statuses)),
+        "peak_rss_mb_median": round(statistics.median(rss), 1),  # the process after its first prediction
         "python": sys.executable,
         "note": "median_s: from the first line of our code (stdlib only imported) to the first response; "
-        "process_wall adds the Python interpreter's own start-up. Model file read from a warm page cache.",
+        "process_wall adds the Python interpreter's own start-up. Model file read from a warm page cache. "
+        "peak_rss_mb_median: the child's peak RSS after its first prediction (the cost table's memory floor).",
     }

@@ -109,6 +109,19 @@ def goals(results: dict) -> list[dict]:
                              f"on vs off {drift['handler']['on_p50_ms']} vs {drift['handler']['off_p50_ms']} ms"
                  if rec else "not measured",
                  "met": None if not rec else rec["mean_ms"] <= drift["goal_ms"] and rec["p99_ms"] <= drift["goal_ms"]})
+
+    # Issue 23: the cost table, from inputs measured in this invocation (not carried over from an earlier one).
+    cost = results.get("cost") or {}
+    carried = " ".join((results.get("meta") or {}).get("carried_over") or [])
+    stale = [k for k in ("inference", "cold_start", "hostile") if k + " (" in carried]
+    rows.append({"goal": "cost per million predictions at the cheapest memory size that fits (issue 23)",
+                 "target": "a table whose inputs are measured in the same run",
+                 "measured": (f"{cost['recommended_memory_mb']} MB: ${cost['recommended_x86_per_million_usd']} x86, "
+                              f"${cost['recommended_arm64_per_million_usd']} arm64 per million (stack default "
+                              f"{cost['stack_memory_mb']} MB: ${cost['stack_x86_per_million_usd']})"
+                              + (f"; inputs carried over: {', '.join(stale)}" if stale else ""))
+                 if cost.get("available") else "not measured",
+                 "met": None if not cost.get("available") else not stale})
     return rows
 
 
@@ -208,6 +221,10 @@ def markdown(results: dict) -> str:
                 f"HTTP p50 {ov['http']['p50_ms']} ms vs in-process p50 {ov['in_process']['p50_ms']} ms: "
                 f"**{ov['overhead_p50_ms']} ms** of the local API's own (goal <= {ov['goal_ms']} ms); median of the "
                 f"per-pair differences {ov.get('paired_median_ms', '-')} ms. {ov['method']}.", ""]
+    if results.get("cost"):
+        from .cost import markdown as cost_markdown
+
+        out += cost_markdown(results["cost"])
     carried = (results.get("meta") or {}).get("carried_over")
     if carried:
         out += ["Sections not re-run in this invocation (`--only`), kept from the previous results: "
