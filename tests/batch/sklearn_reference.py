@@ -1,14 +1,32 @@
-"""The scikit-learn implementation of the metrics.json numbers that model_training.metrics used before it
-served classifier.batch_metrics: the reference tests/batch/test_batch_metrics.py checks the numpy code against."""
+"""An independent implementation of the metrics.json numbers, the reference tests/batch/test_batch_metrics.py
+checks classifier.batch_metrics against: every metric scikit-learn has comes from scikit-learn (sensitivity and
+specificity as recall_score of the malignant and the not-malignant class); ECE, which scikit-learn lacks, is
+written out here per sample in plain Python from its definition. Nothing is imported from the code under test."""
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score
+import math
 
-from classifier.batch_metrics import ece  # the ECE was always this same numpy code
+from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support, recall_score, roc_auc_score
 
 MALIGNANT = "malignant"
+
+
+def ece(probs: np.ndarray, y: np.ndarray, n_bins: int = 15) -> float:
+    """Top-label expected calibration error: confidence = the largest probability; bins (k/n, (k+1)/n] of
+    equal width (the first one closed at 0); sum over bins of (share of samples) x |accuracy - mean confidence|."""
+    members: dict[int, list[tuple[float, bool]]] = {}
+    for row, truth in zip(probs.tolist(), y.tolist()):
+        conf = max(row)
+        b = min(n_bins - 1, max(0, math.ceil(conf * n_bins) - 1))
+        members.setdefault(b, []).append((conf, row.index(conf) == truth))
+    total = 0.0
+    for items in members.values():
+        accuracy = sum(ok for _, ok in items) / len(items)
+        confidence = sum(c for c, _ in items) / len(items)
+        total += len(items) / len(y) * abs(accuracy - confidence)
+    return total
 
 
 def _auc_ovr_macro(y: np.ndarray, probs: np.ndarray, n_classes: int) -> float | None:
@@ -56,9 +74,9 @@ def compute(y: np.ndarray, probs: np.ndarray, labels: list[str]) -> dict:
     }
     if MALIGNANT in labels:
         m = labels.index(MALIGNANT)
-        pos, neg = y == m, y != m
-        out["malignant_sensitivity"] = float((pred[pos] == m).mean()) if pos.any() else None
-        out["malignant_specificity"] = float((pred[neg] != m).mean()) if neg.any() else None
+        truth, called = y == m, pred == m
+        out["malignant_sensitivity"] = float(recall_score(truth, called)) if truth.any() else None
+        out["malignant_specificity"] = float(recall_score(~truth, ~called)) if (~truth).any() else None
     if out["auc_ovr_macro"] is None:
         del out["auc_ovr_macro"]
     if out["auc_malignant"] is None:

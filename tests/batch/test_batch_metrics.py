@@ -43,6 +43,17 @@ def test_same_numbers_as_scikit_learn(seed, n, ties):
                 metrics.bootstrap_ci(y, probs, LABELS, n_boot=60))
 
 
+def test_the_reference_ece_by_hand():
+    from tests.batch import sklearn_reference as metrics
+
+    # confidences 0.9 (right), 0.9 (wrong), 0.5 (right): bins (0.867, 0.933] and (0.467, 0.533];
+    # |0.5 - 0.9| x 2/3 + |1 - 0.5| x 1/3 = 0.4333...
+    probs = np.array([[0.9, 0.05, 0.05], [0.05, 0.9, 0.05], [0.5, 0.3, 0.2]])
+    y = np.array([0, 0, 0])
+    assert metrics.ece(probs, y) == pytest.approx(0.4 * 2 / 3 + 0.5 / 3, abs=1e-12)
+    assert batch_metrics.ece(probs, y) == pytest.approx(metrics.ece(probs, y), abs=1e-12)
+
+
 def test_absent_class_and_no_malignant():
     y = np.array([0, 0, 1, 1])
     probs = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.1, 0.2, 0.7]])
