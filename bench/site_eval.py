@@ -33,7 +33,7 @@ CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg
 
 def _images(root: Path, split: Path | None) -> tuple[list[tuple[Path, str]], str]:
     from model_training.data import discover
-    from model_training.evaluate import select_split
+    from model_training.split_file import select_split
 
     samples, _ = discover(root)
     scored = f"all {len(samples)} images"

@@ -7,15 +7,12 @@ import json
 import sys
 from pathlib import Path
 
-from .config import RECIPES, TrainConfig
+from .config import LESION_EPOCHS, LESION_UNFREEZE, RECIPES, TrainConfig
 from .errors import TrainingError
 from .runs import BUNDLED_MODEL, BUNDLED_REPORT, RUNS
 from .sagemaker_job import add_cloud_args
 
 _DEFAULTS = TrainConfig(data=(Path("."),), out=Path("."), report=Path("."))
-#: Lesion recipe defaults (shared/NOTES.md: 4-10 epochs with the top ~30 % unfrozen helped on a new site;
-#: README "How the lesion recipe was chosen" has the leave-one-site-out runs behind them).
-LESION_EPOCHS, LESION_UNFREEZE = 15, 0.3
 #: TrainConfig fields that only the frozen recipe reads. The lesion recipe (the default) refuses a value other
 #: than the default for any of them: a flag that is silently ignored makes a wrong experiment look right.
 FROZEN_ONLY = ("pool_layers", "val_fraction", "near_dup_threshold", "head_c", "head_units", "head_dropout", "head_lr",

@@ -90,6 +90,10 @@ class TrainConfig:
         return out
 
 
+#: Lesion recipe defaults (shared/NOTES.md: 4-10 epochs with the top ~30 % unfrozen helped on a new site;
+#: README "How the lesion recipe was chosen" has the leave-one-site-out runs behind them).
+LESION_EPOCHS, LESION_UNFREEZE = 15, 0.3
+
 #: SageMaker training instance types this project prices and accepts (GPU first); `--instance-type` takes others
 #: too (SageMaker validates them), with no price printed.
 SAGEMAKER_DEFAULT_INSTANCE = "ml.g4dn.xlarge"  # 1 NVIDIA T4 (16 GB), 4 vCPU, 16 GB RAM: the cheapest GPU

@@ -22,38 +22,13 @@ import time
 
 import numpy as np
 
-from .calibrate import fit_temperature, nll, probs_from_views
 from .config import TrainConfig
-from .metrics import compute
+from .oof import summarize
 from .prepare import prepare
 from .report import console_summary
 from .split import assign_folds
 
 SUMMARY_KEYS = ("accuracy", "macro_f1", "auc_ovr_macro", "malignant_sensitivity", "ece", "nll")
-
-
-def crossfit_probs(view_logits: list[np.ndarray], y: np.ndarray, fold_of: np.ndarray) -> tuple[np.ndarray, list[float]]:
-    """Served probabilities for every image, each fold calibrated with a T fitted on the other folds."""
-    probs = np.zeros(view_logits[0].shape, dtype=np.float64)
-    temps = []
-    for f in np.unique(fold_of):
-        rest, here = fold_of != f, fold_of == f
-        t = fit_temperature([v[rest] for v in view_logits], y[rest])
-        probs[here] = probs_from_views([v[here] for v in view_logits], t)
-        temps.append(t)
-    return probs, temps
-
-
-def summarize(oof: dict[str, list[np.ndarray]], y: np.ndarray, fold_of: np.ndarray, labels: list[str]) -> dict:
-    """Candidate name -> OOF metrics (metrics.json schema plus nll and the per-fold temperatures)."""
-    out = {}
-    for name, view_logits in oof.items():
-        probs, temps = crossfit_probs(view_logits, y, fold_of)
-        m = compute(y, probs, labels)
-        m["nll"] = nll(probs, y)
-        m["temperatures"] = temps
-        out[name] = m
-    return out
 
 
 def oof_candidates(stage1: np.ndarray, members: np.ndarray) -> dict[str, list[np.ndarray]]:
@@ -70,7 +45,7 @@ def oof_candidates(stage1: np.ndarray, members: np.ndarray) -> dict[str, list[np
 def cross_validate(cfg: TrainConfig, *, folds: int) -> dict:
     import keras
 
-    from .pipeline import _weights_id, seed_everything
+    from .run_info import seed_everything, weights_id
     from .stages import fit_stages
 
     start = time.time()
@@ -85,7 +60,7 @@ def cross_validate(cfg: TrainConfig, *, folds: int) -> dict:
     fold_of = np.array(assign_folds([data.group_of[i] for i in pool], [data.samples[i].label for i in pool],
                                     k=folds, seed=cfg.seed))
     n_classes = len(data.labels)
-    weights_id = _weights_id(cfg.weights)  # sha256 of the weights file: once, not per fold
+    weights_id = weights_id(cfg.weights)  # sha256 of the weights file: once, not per fold
     stage1 = np.zeros((2, len(y), n_classes), np.float32)
     members = np.zeros((cfg.ensemble if cfg.epochs > 0 else 0, 2, len(y), n_classes), np.float32)
     fold_rows = []

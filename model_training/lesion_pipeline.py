@@ -23,7 +23,7 @@ from .cross_fit import normal_threshold as cross_fit_normal
 from .errors import ParityError
 from .lesion_fit import FitConfig, as_input, fit, predict_logits
 from .loso import OutOfSite, SiteSplit, leave_one_site_out, split_site
-from .pipeline import _weights_id, peak_memory_mb, seed_everything
+from .run_info import peak_memory_mb, seed_everything, weights_id
 from .runs import copy_atomic
 from .report import console_summary
 from .lesion_model import MODEL_KERAS
@@ -259,7 +259,7 @@ def train_lesion(cfg: TrainConfig) -> dict:
                     "box_rule": "connected cells >= half the peak around the peak, mapped to image pixels"}
     common = dict(name=cfg.name, labels=list(LABELS), input_size=cfg.input_size,
                   temperature=calib["malignant_temperature"], backbone=cfg.backbone,
-                  weights_source=_weights_id(cfg.weights),
+                  weights_source=weights_id(cfg.weights),
                   dataset_fingerprint=";".join(f"{s.name}={s.fingerprint}" for s in sites),
                   split_counts=_split_counts(splits), operating_point=operating_point, localisation=localisation,
                   operating_points=describe(calib["points"], out_of_site_sets(oos, splits, calib),

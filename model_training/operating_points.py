@@ -262,7 +262,7 @@ def test_sets(model_dir, split_file, data_dirs) -> dict[str, tuple[list[str], np
     from classifier.engine import Engine
 
     from .data import discover
-    from .evaluate import select_split
+    from .split_file import select_split
 
     engine = Engine(model_dir)
     out = {}

@@ -4,45 +4,20 @@
 from __future__ import annotations
 
 import json
-import resource
 import shutil
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
 from classifier.engine import Engine
-from classifier.model_card import sha256_file
-
 from . import plots
 from .config import TrainConfig
 from .evaluate import write_outputs
 from .prepare import prepare
 from .report import console_summary, metrics_table
+from .run_info import peak_memory_mb, seed_everything, weights_id
 from .runs import copy_atomic
-
-
-def peak_memory_mb() -> float:
-    """Peak resident memory of this process (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _weights_id(weights: str) -> str:
-    p = Path(weights)
-    return f"{p.name} sha256:{sha256_file(p)}" if p.is_file() else weights
-
-
-def seed_everything(seed: int) -> None:
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    try:
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
-    except Exception:  # older TF or already-initialised runtime: seeds still apply
-        pass
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -65,10 +40,10 @@ def train(cfg: TrainConfig) -> dict:
 
     # 2. stage 1 (cached features + head search) and stage 2 (fine-tuned members), then the
     # 3. choice of stage, ensemble and flip TTA by calibrated log-loss --------------------
-    weights_id = _weights_id(cfg.weights)
+    weights = weights_id(cfg.weights)
     common_fit = dict(n_classes=n_classes, x_train=x["train"], y_train=y["train"], x_val=x["val"], y_val=y["val"],
                       train_keys=data.keys("train"), val_keys=data.keys("val"), fingerprint=fp,
-                      weights_id=weights_id, cache_dir=cfg.work)
+                      weights_id=weights, cache_dir=cfg.work)
     if cfg.epochs == 0 and cfg.cv_folds >= 2:
         fitted = fit_stage1_cv(cfg, groups=[data.group_of[i] for i in idx["train"] + idx["val"]], labels=labels,
                                **common_fit)
@@ -108,7 +83,7 @@ def train(cfg: TrainConfig) -> dict:
     staging = cfg.work / "export"
     shutil.rmtree(staging, ignore_errors=True)
     common = dict(name=cfg.name, labels=labels, input_size=cfg.input_size, temperature=temperature,
-                  backbone=cfg.backbone, weights_source=weights_id, dataset_fingerprint=fp, split_counts=counts)
+                  backbone=cfg.backbone, weights_source=weights, dataset_fingerprint=fp, split_counts=counts)
     write_model(staging, tflite, **common)
     int8_check = None
     if quantize == "int8":

@@ -505,7 +505,7 @@ def _check_volume(channels: list[Channel], cfg: SageMakerConfig, side: int) -> N
 
 def _print_estimate(args: argparse.Namespace, channels: list[Channel], cfg: SageMakerConfig,
                     out: Callable[[str], None]) -> None:
-    from .__main__ import LESION_EPOCHS
+    from .config import LESION_EPOCHS
     from .sagemaker_cost import estimate, measured_rate
 
     epochs = args.epochs if args.epochs is not None else (LESION_EPOCHS if args.recipe == "lesion" else 0)

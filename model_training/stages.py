@@ -18,8 +18,8 @@ from . import train as steps
 from .backbones import build_backbone, resolve_pool_layers
 from .calibrate import served_scores
 from .config import TrainConfig
-from .crossval import summarize
 from .features import cache_key, cached_views
+from .oof import summarize
 from .split import assign_folds
 
 VIEWS = ("single", "flip")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from model_training.__main__ import main
-from model_training.crossval import crossfit_probs
+from model_training.oof import crossfit_probs
 from tests.training.synthetic import make_folder
 
 pytestmark = pytest.mark.slow

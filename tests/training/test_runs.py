@@ -13,7 +13,7 @@ from model_training import runs
 from model_training.__main__ import main
 from model_training.data import discover
 from model_training.errors import TrainingError
-from model_training.evaluate import select_split
+from model_training.split_file import select_split
 from tests.training.synthetic import make_folder
 
 
