@@ -26,9 +26,10 @@ def main() -> None:
     t_loaded = time.perf_counter()
     resp = handler(event, LambdaContext())
     t_done = time.perf_counter()
-    import resource
-
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    # VmHWM, this process's own peak: getrusage's ru_maxrss keeps the high-water mark of the memory the process
+    # had before exec (the parent's, with the baseline model loaded), so it over-states a child's peak.
+    with open("/proc/self/status") as fh:
+        peak_rss_mb = next(int(ln.split()[1]) for ln in fh if ln.startswith("VmHWM:")) / 1024
     sys.stdout.write(RESULT_PREFIX)  # the handler's own log lines share stdout
     json.dump(
         {

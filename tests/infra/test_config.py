@@ -22,7 +22,7 @@ def test_cdk_json_lists_every_setting_with_its_default():
 
 def test_defaults_are_the_documented_ones():
     config = InfraConfig()
-    assert config.memory_mb == 2048
+    assert config.memory_mb == 1769  # the bench's cost table: one full vCPU
     assert config.timeout_seconds == 10  # below API Gateway's 29 s integration timeout
     assert config.architecture == "x86_64"
     assert config.api_key is True
@@ -34,7 +34,7 @@ def test_defaults_are_the_documented_ones():
     assert config.waf is None and not config.waf_enabled
     assert InfraConfig(compliance="hipaa").waf_enabled
     assert InfraConfig(waf=True).waf_enabled and not InfraConfig(waf=True).hipaa
-    # 2048 MB buys ~1.16 vCPU: one LiteRT thread; 3538 MB and up buys two.
+    # 1769 MB buys one vCPU: one LiteRT thread; 3538 MB and up buys two.
     assert config.threads == 1
     assert InfraConfig(memory_mb=3538).threads == 2
     assert InfraConfig(memory_mb=10240, num_threads=3).threads == 3

@@ -120,7 +120,7 @@ def test_function_is_an_image_with_memory_timeout_tracing_and_settings(default: 
         "AWS::Lambda::Function",
         {
             "PackageType": "Image",
-            "MemorySize": 2048,
+            "MemorySize": 1769,
             "Timeout": 10,  # under API Gateway's 29 s: no 504 while the function keeps billing
             "ReservedConcurrentExecutions": 10,
             "Architectures": ["x86_64"],
