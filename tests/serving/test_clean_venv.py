@@ -78,8 +78,12 @@ def _dockerfile_env(task_root: Path) -> dict[str, str]:
 def _task_root(tmp_path: Path, model_dir: Path, task: Path | None = None) -> tuple[Path, Path]:
     """$LAMBDA_TASK_ROOT as the Dockerfile lays it out (classifier/ and model/ side by side), and a PNG."""
     task = task or tmp_path / "task"
+    from tests.serving.test_image_build import dockerignore_excludes
+
+    # classifier/ as the image gets it: what lambda_src/.dockerignore leaves in (no local tools)
     shutil.copytree(CONTEXT / "classifier", task / "classifier",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                    ignore=lambda folder, names: [n for n in names if n in ("__pycache__",) or n.endswith(".pyc") or
+                                                  dockerignore_excludes(str((Path(folder) / n).relative_to(CONTEXT)))])
     # Of model/, the image gets only these two (lambda_src/.dockerignore).
     shutil.copytree(model_dir, task / "model",
                     ignore=lambda _dir, names: [n for n in names if n not in ("model.tflite", "model.json")])
@@ -132,10 +136,12 @@ def test_handler_runs_in_a_venv_built_from_the_image_requirements(tmp_path, tiny
     env = _handler_env(tmp_path, task)
     _serve_events([str(py)], task, env, png)
 
-    # `make demo` runs in exactly such a venv: the demo, local API and client need nothing more either.
+    # `make demo` runs in exactly such a venv (from the source tree: the image leaves the local tools out): the
+    # demo, local API and client need nothing more either.
+    demo_env = {k: v for k, v in env.items() if k != "AWS_LAMBDA_RUNTIME_API"} | {"PYTHONPATH": str(CONTEXT)}
     demo = subprocess.run([str(py), "-m", "classifier.demo", "--model", str(task / "model"),
                            "--examples", str(REPO / "examples")], capture_output=True, text=True, timeout=120,
-                          cwd=str(task), env={k: v for k, v in env.items() if k != "AWS_LAMBDA_RUNTIME_API"})
+                          cwd=str(REPO), env=demo_env)
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
     assert "3/3 answered" in demo.stdout
     print(f"clean venv: install {install_s:.0f} s, total {time.monotonic() - start:.0f} s")

@@ -75,8 +75,9 @@ def test_every_copy_source_exists_and_is_not_dockerignored():
                 continue  # checked with the bundled model below
             files = [path] if path.is_file() else [p for p in path.rglob("*.py")]
             assert files
-            for f in files:
-                assert not dockerignore_excludes(str(f.relative_to(CONTEXT))), f
+            kept = [f for f in files if not dockerignore_excludes(str(f.relative_to(CONTEXT)))]
+            # a file COPY names is never left out; of a folder, only the local tools are (the next test)
+            assert kept == files if path.is_file() else (CONTEXT / "classifier" / "handler.py") in kept, source
 
 
 def test_the_bundled_model_goes_into_the_image():
@@ -134,6 +135,39 @@ def _image_import_names() -> set[str]:
 
 # Modules in the package that the image never imports (dev tools), with the extra imports they may use.
 DEV_ONLY: dict[str, set[str]] = {}
+
+
+def _imports_of(module: str, names: set[str]) -> set[str]:
+    """The classifier modules `module` imports, at module level or inside a function."""
+    tree = ast.parse((CONTEXT / "classifier" / f"{module}.py").read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.level == 1 or (node.module or "").startswith("classifier")):
+            sub = (node.module or "").removeprefix("classifier").lstrip(".")
+            out |= {sub.split(".")[0]} if sub else {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            out |= {a.name.split(".")[1] for a in node.names if a.name.startswith("classifier.")}
+    return out & names
+
+
+def test_the_image_ships_exactly_what_the_handlers_import():
+    """classifier/ in the image = the import closure of the API handler (CMD) and the batch handler (the batch
+    function's CMD override); the local tools (client, demo, local API, smoke test) stay out (.dockerignore)."""
+    # infra/batch.py's BATCH_HANDLER, read without importing aws_cdk
+    batch_src = (CONTEXT.parent / "infra" / "batch.py").read_text()
+    (BATCH_HANDLER,) = re.findall(r'^BATCH_HANDLER = "([\w.]+)"$', batch_src, flags=re.M)
+    names = {p.stem for p in (CONTEXT / "classifier").glob("*.py")}
+    (cmd,) = [args for word, args in instructions() if word == "CMD"]
+    entry = {json.loads(cmd)[0].split(".")[1], BATCH_HANDLER.split(".")[1]}
+    closure, todo = set(), list(entry)
+    while todo:
+        module = todo.pop()
+        if module not in closure:
+            closure.add(module)
+            todo += sorted(_imports_of(module, names))
+    shipped = {n for n in names if not dockerignore_excludes(f"classifier/{n}.py")}
+    assert shipped == closure | {"__init__"}, (sorted(shipped - closure), sorted(closure - shipped))
+    assert {"client", "demo", "local_api", "smoke"} <= names - shipped
 
 
 def test_serving_package_imports_nothing_the_image_lacks():
