@@ -1,4 +1,4 @@
-"""`--only hostile`: issue 10's hostile-image corpus (tests/robustness/hostile.py) through the real
+"""`--only hostile`: issue 10's hostile-image corpus (bench/hostile_corpus.py) through the real
 lambda_handler, one fresh child process per input, against the request budget: decode + inference
 <= 2 s and peak RSS <= 400 MB above the idle process.
 
@@ -33,7 +33,7 @@ RESULT_PREFIX = "BENCH_HOSTILE_RESULT "
 
 def run(*, model_dir: Path, warm_image: bytes, timeout_s: float = 120.0) -> dict:
     sys.path.insert(0, str(REPO))
-    from tests.robustness import hostile
+    from . import hostile_corpus as hostile
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-hostile-") as tmp:
@@ -135,7 +135,7 @@ def _child(model_dir: str, warm_path: str, name: str, case_path: str) -> None:
     import gc
 
     sys.path.insert(0, str(REPO))
-    from tests.robustness import hostile
+    from . import hostile_corpus as hostile
 
     from .serving import LambdaContext, load_handler, rest_event
 

@@ -55,7 +55,7 @@ def goals(results: dict) -> list[dict]:
     hostile = results.get("hostile") or {}
     if hostile.get("n"):
         ok = not hostile["unexpected"] and not hostile["over_budget"] and hostile["server_errors"] == 0
-        rows.append({"goal": f"hostile-image corpus ({hostile['n']} inputs, tests/robustness/hostile.py): "
+        rows.append({"goal": f"hostile-image corpus ({hostile['n']} inputs, bench/hostile_corpus.py): "
                              "expected status, 0 5xx, 0 labels for refused inputs, each within the request budget",
                      "target": f"<= {hostile['budget']['wall_s']} s, <= {hostile['budget']['peak_rss_growth_mb']:.0f} MB "
                                "peak RSS above idle",

@@ -33,11 +33,11 @@ def grey_image(width: int = 96, height: int = 80, seed: int = 0) -> Image.Image:
 
 
 def dicom(width: int = 96, height: int = 80, *, syntax: str = "native", seed: int = 0, **kwargs) -> bytes:
-    """An ultrasound DICOM file (tests/dicom_factory): native, "jpeg" (Baseline, YBR_FULL_422) or "rle";
+    """An ultrasound DICOM file (bench/dicom_factory): native, "jpeg" (Baseline, YBR_FULL_422) or "rle";
     multi-frame with ``frames=n``."""
     from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, RLELossless
 
-    from tests import dicom_factory
+    from bench import dicom_factory
 
     frames = kwargs.pop("frames", 1)
     colour = syntax == "jpeg"

@@ -1,4 +1,4 @@
-"""Issue 10's hostile images (tests/robustness/hostile.py) through the real handler: the exact status and
+"""Issue 10's hostile images (bench/hostile_corpus.py) through the real handler: the exact status and
 code, a generous wall-time bound and a generous peak-memory bound. The request budget itself
 (<= 2 s, <= 400 MB above idle) is measured by `python -m bench --only hostile`, not asserted here.
 """
@@ -18,7 +18,7 @@ from classifier.lambda_context import LocalContext
 from classifier.preprocessing import decode_rgb
 
 from . import corpus as c
-from . import hostile
+from bench import hostile_corpus as hostile
 from .contract import CASES, check_lambda_response
 
 #: Safety bounds only (a shared 2-core CI machine): ten times the budget's time, twice its memory.

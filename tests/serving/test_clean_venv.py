@@ -91,7 +91,7 @@ def _task_root(tmp_path: Path, model_dir: Path, task: Path | None = None) -> tup
     shutil.copy(REPO / "examples" / "benign.png", png)
     from PIL import Image
 
-    from tests.dicom_factory import dicom  # the same RGB pixels as a native DICOM file, beside the PNG
+    from bench.dicom_factory import dicom  # the same RGB pixels as a native DICOM file, beside the PNG
 
     Path(str(png) + ".dcm").write_bytes(dicom(np.asarray(Image.open(png).convert("RGB"))))
     return task, png

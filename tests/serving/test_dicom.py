@@ -21,7 +21,7 @@ from classifier.handler import create_service
 from classifier.lambda_context import LocalContext
 from classifier.preprocessing import decode_rgb, preprocess, resize_for_model
 from classifier.settings import Settings
-from tests import dicom_factory as f
+from bench import dicom_factory as f
 from tests.serving.events import multipart_body, predict_json, predict_raw, rest_event
 
 REPO = Path(__file__).resolve().parents[2]

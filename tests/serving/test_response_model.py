@@ -15,7 +15,7 @@ from classifier import response_model as rm
 from classifier.handler import create_service
 from classifier.lambda_context import LocalContext
 from classifier.settings import Settings
-from tests import dicom_factory as f
+from bench import dicom_factory as f
 from tests.model_factory import build_tiny_lesion_model
 from tests.serving.events import predict_json, predict_raw, rest_event
 

@@ -1,4 +1,4 @@
-"""Real DICOM files for the tests, written with pydicom (and Pillow for the JPEG Baseline frames):
+"""Real DICOM files for the tests and the hostile corpus, written with pydicom (Pillow for JPEG Baseline frames):
 the serving tests compare each against the same pixels sent as PNG; the hostile corpus damages them."""
 
 from __future__ import annotations

@@ -192,7 +192,7 @@ def bmp_short_data(width: int = 4000, height: int = 4000) -> bytes:
 
 
 def _dicom(pixels: np.ndarray, **kw) -> bytes:
-    from tests import dicom_factory
+    from bench import dicom_factory
 
     return dicom_factory.dicom(pixels, **kw)
 
