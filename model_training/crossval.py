@@ -60,7 +60,7 @@ def cross_validate(cfg: TrainConfig, *, folds: int) -> dict:
     fold_of = np.array(assign_folds([data.group_of[i] for i in pool], [data.samples[i].label for i in pool],
                                     k=folds, seed=cfg.seed))
     n_classes = len(data.labels)
-    weights_id = weights_id(cfg.weights)  # sha256 of the weights file: once, not per fold
+    weights = weights_id(cfg.weights)  # sha256 of the weights file: once, not per fold
     stage1 = np.zeros((2, len(y), n_classes), np.float32)
     members = np.zeros((cfg.ensemble if cfg.epochs > 0 else 0, 2, len(y), n_classes), np.float32)
     fold_rows = []
@@ -68,7 +68,7 @@ def cross_validate(cfg: TrainConfig, *, folds: int) -> dict:
         tr, va = np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
         fitted = fit_stages(cfg, n_classes=n_classes, x_train=x[tr], y_train=y[tr], x_val=x[va], y_val=y[va],
                             train_keys=[keys[i] for i in tr], val_keys=[keys[i] for i in va],
-                            fingerprint=data.fingerprint, weights_id=weights_id,
+                            fingerprint=data.fingerprint, weights_id=weights,
                             cache_dir=cfg.work, desc=f"fold {f + 1}/{folds} ")
         stage1[:, va] = np.stack(fitted.val_logits["stage1"][0])
         for k, views in enumerate(fitted.val_logits["members"]):
